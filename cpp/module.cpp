@@ -1,0 +1,7 @@
+#include "register.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "gradkit's compiled kernels; use the public gradkit modules instead.";
+  auto metrics = m.def_submodule("metrics", "metric kernels");
+  register_metrics(metrics);
+}
