@@ -1,0 +1,158 @@
+"""The `gradkit` command line.
+
+    gradkit --version
+    gradkit bench metrics [--quick] [--threads N] [--n N]
+
+Each subcommand is one `_add_<command>` function that builds its subparser and sets
+`handler`, a function of the parsed arguments that returns the exit code; a new
+command (demo, serve, compress, ...) is one more such function in `_COMMANDS`, and a
+new benchmark area one more entry in `_BENCH_AREAS`.
+
+Exit codes: 0 success, 1 the command ran but found a problem (a benchmark result
+that does not match its peer), 2 bad usage or an error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import gradkit
+
+PROG = "gradkit"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _sample_count(text: str) -> int:
+    """A sample count such as 20000, 20_000 or 1e6."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a sample count, got {text!r}")
+    if not value.is_integer() or value < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of samples >= 2, got {text!r}"
+        )
+    return int(value)
+
+
+# --- gradkit bench ---------------------------------------------------------------
+
+
+def _bench_metrics(args: argparse.Namespace) -> int:
+    from gradkit._bench import run_metrics_bench
+
+    rows = run_metrics_bench(
+        quick=args.quick,
+        out=sys.stdout,
+        progress=not args.no_progress,
+        n=args.n,
+        n_threads=args.threads if args.threads is not None else "keep",
+    )
+    failed = [row["function"] for row in rows if not row["ok"]]
+    if failed:
+        print(
+            f"{PROG}: {len(failed)} metric(s) did not match sklearn or failed: "
+            + ", ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+# One runner per benchmark area; the keys are the choices of `gradkit bench AREA`.
+_BENCH_AREAS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "metrics": _bench_metrics,
+}
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    return _BENCH_AREAS[args.area](args)
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time gradkit against its peers (sklearn) and NumPy yardsticks",
+        description=(
+            "Time gradkit on both backends (cpp, numba) next to its peers on the "
+            "same data, check every result against the peer's, and print a table."
+        ),
+    )
+    parser.add_argument("area", choices=sorted(_BENCH_AREAS), help="what to benchmark")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="n = 10**6 instead of 10**7 and fewer repeats (about a minute)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="threads for gradkit's kernels (default: GRADKIT_NUM_THREADS or all)",
+    )
+    parser.add_argument(
+        "--n",
+        type=_sample_count,
+        default=None,
+        metavar="N",
+        help="number of samples, overriding the default of --quick or the full run",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="do not print a progress line per function on stderr",
+    )
+    parser.set_defaults(handler=_run_bench)
+
+
+# Every subcommand; later ones (demo, serve, compress) add themselves here.
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_bench,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="gradkit: fast, trustworthy tools for the life of an ML model.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"{PROG} {gradkit.__version__}"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for add_command in _COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (never raises SystemExit)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        # A command line user wants the reason, not a traceback.
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
