@@ -1,0 +1,141 @@
+"""Regression metrics: one kernel call gathers every sum they need.
+
+gradkit computes in float64 whatever the input float type (sklearn keeps float32
+inputs in float32), so float32 inputs agree with sklearn to float32 precision.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+
+from gradkit import _config
+from gradkit._validation import InvalidParameterError, check_sample_weight
+
+_MULTIOUTPUT = ("raw_values", "uniform_average", "variance_weighted")
+
+
+def _check_multioutput(multioutput: Any, n_outputs: int, func: str, allowed: tuple) -> Any:
+    if isinstance(multioutput, str):
+        if multioutput not in allowed:
+            raise InvalidParameterError(
+                f"The \'multioutput' parameter of {func} must be a str among "
+                f"{set(allowed)} or an array-like. Got {multioutput!r} instead."
+            )
+        return multioutput
+    if multioutput is None:
+        return None
+    multioutput = check_array(multioutput, ensure_2d=False)
+    if n_outputs == 1:
+        raise ValueError("Custom weights are useful only in multi-output cases.")
+    if n_outputs != multioutput.shape[0]:
+        raise ValueError(
+            f"There must be equally many custom weights ({multioutput.shape[0]}) as "
+            f"outputs ({n_outputs})."
+        )
+    return multioutput
+
+
+def _regression_stats(
+    y_true: Any, y_pred: Any, sample_weight: Any, multioutput: Any, func: str, allowed: tuple
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    """sklearn's _check_reg_targets, then (sum_w, sse, sae, mean, ss_tot) per output."""
+    check_consistent_length(y_true, y_pred, sample_weight)
+    y_true = check_array(y_true, ensure_2d=False, dtype="numeric", input_name="y_true")
+    y_pred = check_array(y_pred, ensure_2d=False, dtype="numeric", input_name="y_pred")
+    w = check_sample_weight(sample_weight, y_true.shape[0])
+    y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
+    y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
+    if y_true.shape[1] != y_pred.shape[1]:
+        raise ValueError(
+            "y_true and y_pred have different number of output "
+            f"({y_true.shape[1]}!={y_pred.shape[1]})"
+        )
+    multioutput = _check_multioutput(multioutput, y_true.shape[1], func, allowed)
+    if w is not None and w.sum() == 0:
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
+    as_f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    stats = _config.kernels("metrics").regression_stats(
+        as_f64(y_true), as_f64(y_pred), w, _config.n_threads()
+    )
+    return (*stats, multioutput)
+
+
+def _average_outputs(errors: np.ndarray, multioutput: Any) -> Any:
+    if isinstance(multioutput, str):
+        if multioutput == "raw_values":
+            return errors
+        multioutput = None
+    return float(np.average(errors, weights=multioutput))
+
+
+def mean_squared_error(
+    y_true: Any, y_pred: Any, *, sample_weight: Any = None, multioutput: Any = "uniform_average"
+) -> Any:
+    """Mean squared error regression loss (sklearn.metrics.mean_squared_error)."""
+    sum_w, sse, _, _, _, multioutput = _regression_stats(
+        y_true, y_pred, sample_weight, multioutput, "mean_squared_error", _MULTIOUTPUT[:2]
+    )
+    return _average_outputs(sse / sum_w, multioutput)
+
+
+def mean_absolute_error(
+    y_true: Any, y_pred: Any, *, sample_weight: Any = None, multioutput: Any = "uniform_average"
+) -> Any:
+    """Mean absolute error regression loss (sklearn.metrics.mean_absolute_error)."""
+    sum_w, _, sae, _, _, multioutput = _regression_stats(
+        y_true, y_pred, sample_weight, multioutput, "mean_absolute_error", _MULTIOUTPUT[:2]
+    )
+    return _average_outputs(sae / sum_w, multioutput)
+
+
+def r2_score(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    sample_weight: Any = None,
+    multioutput: Any = "uniform_average",
+    force_finite: bool = True,
+) -> Any:
+    """R^2, the coefficient of determination (sklearn.metrics.r2_score)."""
+    if not isinstance(force_finite, (bool, np.bool_)):
+        raise InvalidParameterError(
+            "The \'force_finite' parameter of r2_score must be an instance of 'bool' "
+            f"or an instance of 'numpy.bool'. Got {force_finite!r} instead."
+        )
+    if sample_weight is not None:
+        sample_weight = column_or_1d(sample_weight)
+    n = len(y_pred) if not hasattr(y_pred, "shape") else y_pred.shape[0]
+    if n < 2:
+        check_consistent_length(y_true, y_pred, sample_weight)
+        warnings.warn(
+            "R^2 score is not well-defined with less than two samples.",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+        return float("nan")
+    _, numerator, _, _, denominator, multioutput = _regression_stats(
+        y_true, y_pred, sample_weight, multioutput, "r2_score", _MULTIOUTPUT + (None,)
+    )
+    nonzero_denominator = denominator != 0
+    if not force_finite:
+        scores = 1 - (numerator / denominator)  # sklearn warns on 0/0 here too
+    else:
+        nonzero_numerator = numerator != 0
+        scores = np.ones(len(numerator))
+        valid = nonzero_denominator & nonzero_numerator
+        scores[valid] = 1 - numerator[valid] / denominator[valid]
+        scores[nonzero_numerator & ~nonzero_denominator] = 0.0
+    weights: Any = multioutput
+    if isinstance(multioutput, str):
+        if multioutput == "raw_values":
+            return scores
+        weights = None
+        if multioutput == "variance_weighted" and np.any(nonzero_denominator):
+            weights = denominator
+    result = np.average(scores, weights=weights)
+    return float(result) if np.size(result) == 1 else result
