@@ -47,7 +47,10 @@ def _from_environment() -> dict[str, Any]:
         raise ValueError(
             f"GRADKIT_NUM_THREADS must be a positive integer, got {raw_threads!r}."
         ) from None
-    return {"backend": _check_backend(backend), "n_threads": _check_n_threads(n_threads)}
+    return {
+        "backend": _check_backend(backend),
+        "n_threads": _check_n_threads(n_threads),
+    }
 
 
 _global_config = _from_environment()
@@ -65,7 +68,9 @@ def get_config() -> dict[str, Any]:
     return dict(_current())
 
 
-def set_config(backend: str | None = None, n_threads: int | None | str = "keep") -> None:
+def set_config(
+    backend: str | None = None, n_threads: int | None | str = "keep"
+) -> None:
     """Change the settings for this process (and the calling thread's context).
 
     n_threads=None uses every available core; leave it out to keep the current one.

@@ -26,7 +26,6 @@ KERNEL_MAX_WIDTH = 256
 _GUESS_LO, _GUESS_WIDTH = -1, 8
 
 
-
 class InvalidParameterError(ValueError, TypeError):
     """A parameter of the wrong type or value; sklearn raises the same kind of error."""
 
@@ -35,7 +34,11 @@ def check_option(value: Any, options: tuple, name: str, func: str) -> None:
     """Raise InvalidParameterError unless value is one of options (None allowed there)."""
     if any(value is o or (isinstance(value, str) and value == o) for o in options):
         return
-    strings = "{" + ", ".join(repr(o) for o in sorted(o for o in options if o is not None)) + "}"
+    strings = (
+        "{"
+        + ", ".join(repr(o) for o in sorted(o for o in options if o is not None))
+        + "}"
+    )
     tail = " or None" if None in options else ""
     raise InvalidParameterError(
         f"The '{name}' parameter of {func} must be a str among {strings}{tail}. "
@@ -64,7 +67,11 @@ def as_kernel_float(x: np.ndarray) -> np.ndarray:
 def check_finite(x: np.ndarray, name: str) -> None:
     """Raise sklearn's ValueError when a float array holds NaN or inf."""
     if x.size and not _config.kernels("metrics").all_finite(x, _config.n_threads()):
-        what = "NaN" if np.isnan(x).any() else "infinity or a value too large for dtype('float64')"
+        what = (
+            "NaN"
+            if np.isnan(x).any()
+            else "infinity or a value too large for dtype('float64')"
+        )
         raise ValueError(f"Input {name} contains {what}.")
 
 
@@ -99,8 +106,10 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
 def _numeric_1d(y: Any) -> np.ndarray | None:
     """y as a 1-D numeric ndarray when it is one (or a column vector), else None."""
     if not isinstance(y, np.ndarray):
-        if hasattr(y, "toarray") or hasattr(y, "__array_namespace__") and not hasattr(
-            y, "__array__"
+        if (
+            hasattr(y, "toarray")
+            or hasattr(y, "__array_namespace__")
+            and not hasattr(y, "__array__")
         ):
             return None  # sparse matrices and foreign arrays: the sklearn path
         try:
@@ -116,12 +125,16 @@ def _numeric_1d(y: Any) -> np.ndarray | None:
     return y
 
 
-def _kernel_label_pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_label_pair(
+    y_true: np.ndarray, y_pred: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Both label arrays in one kernel dtype, without copying when they have it."""
     if y_true.dtype == np.bool_ and y_pred.dtype == np.bool_:
         target: type = np.uint8
     elif "f" in (y_true.dtype.kind, y_pred.dtype.kind):
-        target = np.float32 if y_true.dtype == y_pred.dtype == np.float32 else np.float64
+        target = (
+            np.float32 if y_true.dtype == y_pred.dtype == np.float32 else np.float64
+        )
     elif y_true.dtype == y_pred.dtype == np.int32:
         target = np.int32
     else:
@@ -164,7 +177,9 @@ def _table_from_kernel(
     threads = _config.n_threads()
     t, p = _kernel_label_pair(y_true, y_pred)
     lo, width = _GUESS_LO, _GUESS_WIDTH
-    counts, weighted, n_outside, vmin, vmax, status = kernel(t, p, w, lo, width, threads)
+    counts, weighted, n_outside, vmin, vmax, status = kernel(
+        t, p, w, lo, width, threads
+    )
     if status != 0:
         return None
     if n_outside:
@@ -254,7 +269,9 @@ def check_targets(
         if fast is not None:
             labels, counts, weighted = fast
             y_type = "binary" if len(labels) <= 2 else "multiclass"
-            return LabelCounts(y_type, labels, counts, weighted, _int_weights(sample_weight))
+            return LabelCounts(
+                y_type, labels, counts, weighted, _int_weights(sample_weight)
+            )
     y_type, labels, yt, yp = _slow_check_targets(y_true, y_pred)
     w = check_sample_weight(sample_weight, _num_samples(yt))
     if y_type == "multilabel-indicator":
@@ -277,7 +294,9 @@ def count_codes(
     p_codes = np.ascontiguousarray(p_codes, dtype=np.int64)
     if n_labels <= KERNEL_MAX_WIDTH:
         kernel = _config.kernels("metrics").label_table
-        counts, weighted, *_ = kernel(t_codes, p_codes, w, 0, n_labels, _config.n_threads())
+        counts, weighted, *_ = kernel(
+            t_codes, p_codes, w, 0, n_labels, _config.n_threads()
+        )
         return counts, weighted
     # Many classes: too many for per-thread tables, so let numpy count pairs.
     flat = t_codes * n_labels + p_codes
@@ -285,7 +304,9 @@ def count_codes(
     counts = np.bincount(flat, minlength=size).reshape(n_labels, n_labels)
     weighted = None
     if w is not None:
-        weighted = np.bincount(flat, weights=w, minlength=size).reshape(n_labels, n_labels)
+        weighted = np.bincount(flat, weights=w, minlength=size).reshape(
+            n_labels, n_labels
+        )
     return counts.astype(np.int64), weighted
 
 

@@ -21,7 +21,11 @@ from gradkit.metrics._ranking import (
     roc_auc_score,
     roc_curve,
 )
-from gradkit.metrics._regression import mean_absolute_error, mean_squared_error, r2_score
+from gradkit.metrics._regression import (
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
 from gradkit.metrics._scorer import get_scorer, get_scorer_names
 
 __all__ = [

@@ -96,7 +96,9 @@ def confusion_matrix(
     normalize: str | None = None,
 ) -> np.ndarray:
     """Confusion matrix, rows true labels and columns predicted (sklearn's)."""
-    check_option(normalize, ("true", "pred", "all", None), "normalize", "confusion_matrix")
+    check_option(
+        normalize, ("true", "pred", "all", None), "normalize", "confusion_matrix"
+    )
     targets = check_targets(y_true, y_pred, sample_weight)
     if not isinstance(targets, LabelCounts):
         raise ValueError(f"{targets.y_type} is not supported")
@@ -292,7 +294,11 @@ def precision_recall_fscore_support(
     """Precision, recall, F-beta and support (sklearn's, same averages and warnings)."""
     func = "precision_recall_fscore_support"
     zero_value = _check_zero_division(zero_division, func)
-    if not isinstance(beta, (int, float, np.number)) or isinstance(beta, bool) or beta < 0:
+    if (
+        not isinstance(beta, (int, float, np.number))
+        or isinstance(beta, bool)
+        or beta < 0
+    ):
         raise InvalidParameterError(
             f"The 'beta' parameter of {func} must be a float in the range "
             f"[0.0, inf]. Got {beta!r} instead."
@@ -334,7 +340,9 @@ def precision_recall_fscore_support(
             )
         tp_sum, pred_sum, true_sum = _label_sums(targets, labels)
     if average == "micro":
-        tp_sum, pred_sum, true_sum = (np.array([a.sum()]) for a in (tp_sum, pred_sum, true_sum))
+        tp_sum, pred_sum, true_sum = (
+            np.array([a.sum()]) for a in (tp_sum, pred_sum, true_sum)
+        )
 
     divide = (average, warn_for, zero_division, zero_value)
     precision = _prf_divide(tp_sum, pred_sum, "precision", "predicted", *divide)

@@ -10,7 +10,13 @@ import numpy as np
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from gradkit import _config
-from gradkit._validation import InvalidParameterError, as_kernel_float, check_finite, check_sample_weight, target_labels
+from gradkit._validation import (
+    InvalidParameterError,
+    as_kernel_float,
+    check_finite,
+    check_sample_weight,
+    target_labels,
+)
 
 
 def _check_probability_range(y_prob: np.ndarray, lower_word: str) -> None:
@@ -23,9 +29,7 @@ def _check_probability_range(y_prob: np.ndarray, lower_word: str) -> None:
         raise ValueError(f"y_prob contains values {lower_word} than 0: {low}")
 
 
-def _classes_and_index(
-    y_true: Any, labels: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def _classes_and_index(y_true: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """sklearn's LabelBinarizer classes for log_loss / brier, and each row's class index."""
     if labels is not None:
         classes = np.unique(np.asarray(labels))
@@ -94,7 +98,7 @@ def log_loss(
         y_proba = y_pred
     if not isinstance(normalize, (bool, np.bool_)):
         raise InvalidParameterError(
-            "The \'normalize' parameter of log_loss must be an instance of 'bool' or an "
+            "The 'normalize' parameter of log_loss must be an instance of 'bool' or an "
             f"instance of 'numpy.bool'. Got {normalize!r} instead."
         )
     y_proba = check_array(
@@ -168,7 +172,7 @@ def brier_score_loss(
     """Brier score: mean squared distance of probabilities to the one-hot truth."""
     if not (isinstance(scale_by_half, (bool, np.bool_)) or scale_by_half == "auto"):
         raise InvalidParameterError(
-            "The \'scale_by_half' parameter of brier_score_loss must be an instance of "
+            "The 'scale_by_half' parameter of brier_score_loss must be an instance of "
             f"'bool' or a str among {{'auto'}}. Got {scale_by_half!r} instead."
         )
     y_proba = check_array(

@@ -10,9 +10,10 @@ credit for ties, which equals sklearn's trapezoid over the ROC curve.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from itertools import combinations
 from numbers import Real
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
@@ -20,7 +21,12 @@ from sklearn.preprocessing import label_binarize
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from gradkit import _config
-from gradkit._validation import InvalidParameterError, as_kernel_float, check_sample_weight, target_labels
+from gradkit._validation import (
+    InvalidParameterError,
+    as_kernel_float,
+    check_sample_weight,
+    target_labels,
+)
 
 _AVERAGES = (None, "micro", "macro", "weighted", "samples")
 BinaryMetric = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], float]
@@ -43,7 +49,9 @@ def _float_scores(y_score: np.ndarray) -> np.ndarray:
 
 def _positive_mask(y: np.ndarray, pos_label: Any) -> np.ndarray:
     """y == pos_label as uint8 (1 positive, 0 negative), no copy beyond the compare."""
-    return np.ascontiguousarray(np.asarray(y == pos_label, dtype=np.bool_)).view(np.uint8)
+    return np.ascontiguousarray(np.asarray(y == pos_label, dtype=np.bool_)).view(
+        np.uint8
+    )
 
 
 def _check_pos_label(pos_label: Any, labels: np.ndarray) -> Any:
@@ -96,7 +104,9 @@ def roc_curve(
     drop_intermediate: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Receiver operating characteristic (sklearn.metrics.roc_curve)."""
-    fps, tps, thresholds = _curve(*_binary_problem(y_true, y_score, sample_weight, pos_label))
+    fps, tps, thresholds = _curve(
+        *_binary_problem(y_true, y_score, sample_weight, pos_label)
+    )
     if drop_intermediate and fps.shape[0] > 2:
         optimal = np.flatnonzero(
             np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
@@ -165,7 +175,9 @@ def _binary_roc_auc(
 ) -> float:
     """sklearn's _binary_roc_auc_score on a 0/1 column."""
     if max_fpr is None or max_fpr == 1:
-        auc, pos_weight, neg_weight = _kernel().binary_auc(pos, scores, w, _config.n_threads())
+        auc, _pos_weight, _neg_weight = _kernel().binary_auc(
+            pos, scores, w, _config.n_threads()
+        )
         if np.isnan(auc):
             _warn_one_class()
         return float(auc)
@@ -262,20 +274,22 @@ def roc_auc_score(
     """Area under the ROC curve (sklearn.metrics.roc_auc_score), every mode."""
     if average not in ("micro", "macro", "samples", "weighted", None):
         raise InvalidParameterError(
-            "The \'average' parameter of roc_auc_score must be a str among "
+            "The 'average' parameter of roc_auc_score must be a str among "
             "{'macro', 'micro', 'samples', 'weighted'} or None. "
             f"Got {average!r} instead."
         )
     if max_fpr is not None and (
-        not isinstance(max_fpr, Real) or isinstance(max_fpr, bool) or not 0 < max_fpr <= 1
+        not isinstance(max_fpr, Real)
+        or isinstance(max_fpr, bool)
+        or not 0 < max_fpr <= 1
     ):
         raise InvalidParameterError(
-            "The \'max_fpr' parameter of roc_auc_score must be a float in the range "
+            "The 'max_fpr' parameter of roc_auc_score must be a float in the range "
             f"(0.0, 1.0] or None. Got {max_fpr!r} instead."
         )
     if multi_class not in ("raise", "ovr", "ovo"):
         raise InvalidParameterError(
-            "The \'multi_class' parameter of roc_auc_score must be a str among "
+            "The 'multi_class' parameter of roc_auc_score must be a str among "
             f"{{'ovo', 'ovr', 'raise'}}. Got {multi_class!r} instead."
         )
     y_type, classes, y = target_labels(y_true, "y_true")
@@ -293,13 +307,19 @@ def roc_auc_score(
             )
         if multi_class == "raise":
             raise ValueError("multi_class must be in ('ovo', 'ovr')")
-        return _multiclass_roc_auc(y, y_score, labels, multi_class, average, sample_weight)
+        return _multiclass_roc_auc(
+            y, y_score, labels, multi_class, average, sample_weight
+        )
     w = None
     if y_type == "binary":
         check_consistent_length(y, y_score, sample_weight)
         scores = _float_scores(column_or_1d(y_score))
         w = check_sample_weight(sample_weight, scores.shape[0])
-        pos = _positive_mask(y, classes[-1]) if len(classes) == 2 else np.zeros(len(y), np.uint8)
+        pos = (
+            _positive_mask(y, classes[-1])
+            if len(classes) == 2
+            else np.zeros(len(y), np.uint8)
+        )
         return _binary_roc_auc(pos, scores, w, max_fpr)
     if y_type != "multilabel-indicator":
         raise ValueError(f"{y_type} format is not supported")
@@ -337,7 +357,9 @@ def _multiclass_roc_auc(
             f"average must be one of {average_options} for multiclass problems"
         )
     if average is None and multi_class == "ovo":
-        raise NotImplementedError("average=None is not implemented for multi_class='ovo'.")
+        raise NotImplementedError(
+            "average=None is not implemented for multi_class='ovo'."
+        )
     if labels is not None:
         labels = column_or_1d(labels)
         classes = np.unique(labels)
@@ -370,7 +392,11 @@ def _multiclass_roc_auc(
     w = check_sample_weight(sample_weight, y_score.shape[0])
     y_true_multilabel = label_binarize(y_true, classes=classes)
     return _average_binary_score(
-        lambda p, s, sw: _binary_roc_auc(p, s, sw), y_true_multilabel, y_score, average, w
+        lambda p, s, sw: _binary_roc_auc(p, s, sw),
+        y_true_multilabel,
+        y_score,
+        average,
+        w,
     )
 
 
@@ -386,10 +412,14 @@ def _ovo_auc(
         ab_mask = a_mask | b_mask
         prevalence.append(np.average(ab_mask))
         a_auc = _binary_roc_auc(
-            _positive_mask(a_mask[ab_mask], True), _float_scores(y_score[ab_mask, a]), None
+            _positive_mask(a_mask[ab_mask], True),
+            _float_scores(y_score[ab_mask, a]),
+            None,
         )
         b_auc = _binary_roc_auc(
-            _positive_mask(b_mask[ab_mask], True), _float_scores(y_score[ab_mask, b]), None
+            _positive_mask(b_mask[ab_mask], True),
+            _float_scores(y_score[ab_mask, b]),
+            None,
         )
         pair_scores.append((a_auc + b_auc) / 2)
     weights = prevalence if average == "weighted" else None
@@ -399,7 +429,9 @@ def _ovo_auc(
 def _binary_average_precision(
     pos: np.ndarray, scores: np.ndarray, w: np.ndarray | None
 ) -> float:
-    ap, pos_weight = _kernel().binary_average_precision(pos, scores, w, _config.n_threads())
+    ap, pos_weight = _kernel().binary_average_precision(
+        pos, scores, w, _config.n_threads()
+    )
     if pos_weight == 0:
         warnings.warn(
             "No positive class found in y_true, recall is set to one for all "
@@ -421,7 +453,7 @@ def average_precision_score(
     """Average precision from prediction scores (sklearn's step sum, no interpolation)."""
     if average not in ("micro", "macro", "samples", "weighted", None):
         raise InvalidParameterError(
-            "The \'average' parameter of average_precision_score must be a str among "
+            "The 'average' parameter of average_precision_score must be a str among "
             "{'macro', 'micro', 'samples', 'weighted'} or None. "
             f"Got {average!r} instead."
         )
@@ -460,4 +492,6 @@ def average_precision_score(
     elif y_type != "multilabel-indicator":
         raise ValueError(f"{y_type} format is not supported")
     w = None if sample_weight is None else check_sample_weight(sample_weight, len(y))
-    return _average_binary_score(_binary_average_precision, y, np.asarray(y_score), average, w)
+    return _average_binary_score(
+        _binary_average_precision, y, np.asarray(y_score), average, w
+    )

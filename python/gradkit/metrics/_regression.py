@@ -19,11 +19,13 @@ from gradkit._validation import InvalidParameterError, check_sample_weight
 _MULTIOUTPUT = ("raw_values", "uniform_average", "variance_weighted")
 
 
-def _check_multioutput(multioutput: Any, n_outputs: int, func: str, allowed: tuple) -> Any:
+def _check_multioutput(
+    multioutput: Any, n_outputs: int, func: str, allowed: tuple
+) -> Any:
     if isinstance(multioutput, str):
         if multioutput not in allowed:
             raise InvalidParameterError(
-                f"The \'multioutput' parameter of {func} must be a str among "
+                f"The 'multioutput' parameter of {func} must be a str among "
                 f"{set(allowed)} or an array-like. Got {multioutput!r} instead."
             )
         return multioutput
@@ -41,7 +43,12 @@ def _check_multioutput(multioutput: Any, n_outputs: int, func: str, allowed: tup
 
 
 def _regression_stats(
-    y_true: Any, y_pred: Any, sample_weight: Any, multioutput: Any, func: str, allowed: tuple
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    multioutput: Any,
+    func: str,
+    allowed: tuple,
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
     """sklearn's _check_reg_targets, then (sum_w, sse, sae, mean, ss_tot) per output."""
     check_consistent_length(y_true, y_pred, sample_weight)
@@ -58,7 +65,7 @@ def _regression_stats(
     multioutput = _check_multioutput(multioutput, y_true.shape[1], func, allowed)
     if w is not None and w.sum() == 0:
         raise ZeroDivisionError("Weights sum to zero, can't be normalized")
-    as_f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    as_f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)
     stats = _config.kernels("metrics").regression_stats(
         as_f64(y_true), as_f64(y_pred), w, _config.n_threads()
     )
@@ -74,21 +81,39 @@ def _average_outputs(errors: np.ndarray, multioutput: Any) -> Any:
 
 
 def mean_squared_error(
-    y_true: Any, y_pred: Any, *, sample_weight: Any = None, multioutput: Any = "uniform_average"
+    y_true: Any,
+    y_pred: Any,
+    *,
+    sample_weight: Any = None,
+    multioutput: Any = "uniform_average",
 ) -> Any:
     """Mean squared error regression loss (sklearn.metrics.mean_squared_error)."""
     sum_w, sse, _, _, _, multioutput = _regression_stats(
-        y_true, y_pred, sample_weight, multioutput, "mean_squared_error", _MULTIOUTPUT[:2]
+        y_true,
+        y_pred,
+        sample_weight,
+        multioutput,
+        "mean_squared_error",
+        _MULTIOUTPUT[:2],
     )
     return _average_outputs(sse / sum_w, multioutput)
 
 
 def mean_absolute_error(
-    y_true: Any, y_pred: Any, *, sample_weight: Any = None, multioutput: Any = "uniform_average"
+    y_true: Any,
+    y_pred: Any,
+    *,
+    sample_weight: Any = None,
+    multioutput: Any = "uniform_average",
 ) -> Any:
     """Mean absolute error regression loss (sklearn.metrics.mean_absolute_error)."""
     sum_w, _, sae, _, _, multioutput = _regression_stats(
-        y_true, y_pred, sample_weight, multioutput, "mean_absolute_error", _MULTIOUTPUT[:2]
+        y_true,
+        y_pred,
+        sample_weight,
+        multioutput,
+        "mean_absolute_error",
+        _MULTIOUTPUT[:2],
     )
     return _average_outputs(sae / sum_w, multioutput)
 
@@ -104,7 +129,7 @@ def r2_score(
     """R^2, the coefficient of determination (sklearn.metrics.r2_score)."""
     if not isinstance(force_finite, (bool, np.bool_)):
         raise InvalidParameterError(
-            "The \'force_finite' parameter of r2_score must be an instance of 'bool' "
+            "The 'force_finite' parameter of r2_score must be an instance of 'bool' "
             f"or an instance of 'numpy.bool'. Got {force_finite!r} instead."
         )
     if sample_weight is not None:

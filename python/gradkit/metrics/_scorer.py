@@ -9,7 +9,8 @@ gradkit does not accelerate fall through to sklearn.metrics.get_scorer.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sklearn.metrics import get_scorer as _sklearn_get_scorer
 from sklearn.metrics import get_scorer_names as _sklearn_get_scorer_names
@@ -25,7 +26,11 @@ from gradkit.metrics._classification import (
 )
 from gradkit.metrics._probabilistic import brier_score_loss, log_loss
 from gradkit.metrics._ranking import average_precision_score, roc_auc_score
-from gradkit.metrics._regression import mean_absolute_error, mean_squared_error, r2_score
+from gradkit.metrics._regression import (
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
 
 _SCORES = ("decision_function", "predict_proba")
 
@@ -36,7 +41,9 @@ def _build_scorers() -> dict[str, Any]:
         "balanced_accuracy": make_scorer(balanced_accuracy_score),
         "matthews_corrcoef": make_scorer(matthews_corrcoef),
         "roc_auc": make_scorer(roc_auc_score, response_method=_SCORES),
-        "average_precision": make_scorer(average_precision_score, response_method=_SCORES),
+        "average_precision": make_scorer(
+            average_precision_score, response_method=_SCORES
+        ),
         "roc_auc_ovr": make_scorer(
             roc_auc_score, response_method="predict_proba", multi_class="ovr"
         ),
@@ -62,7 +69,9 @@ def _build_scorers() -> dict[str, Any]:
             brier_score_loss, greater_is_better=False, response_method="predict_proba"
         ),
         "r2": make_scorer(r2_score),
-        "neg_mean_squared_error": make_scorer(mean_squared_error, greater_is_better=False),
+        "neg_mean_squared_error": make_scorer(
+            mean_squared_error, greater_is_better=False
+        ),
         "neg_mean_absolute_error": make_scorer(
             mean_absolute_error, greater_is_better=False
         ),
