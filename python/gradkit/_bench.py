@@ -273,7 +273,7 @@ def run_metrics_bench(
                 ms, got = _time_gradkit(
                     backend, case.name, args, repeats["gradkit"], n_threads
                 )
-            except Exception as exc:  # noqa: BLE001  # one broken backend must not hide the rest
+            except Exception as exc:  # one broken backend must not hide the rest
                 row[f"{backend}_ms"] = None
                 row[f"{backend}_status"] = "ERROR"
                 problems.append(f"{backend}: {type(exc).__name__}: {exc}")

@@ -27,7 +27,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text.replace("_", ""))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
@@ -38,7 +40,9 @@ def _sample_count(text: str) -> int:
     try:
         value = float(text.replace("_", ""))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a sample count, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a sample count, got {text!r}"
+        ) from None
     if not value.is_integer() or value < 2:
         raise argparse.ArgumentTypeError(
             f"expected a whole number of samples >= 2, got {text!r}"
@@ -148,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         # A command line user wants the reason, not a traceback.
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
