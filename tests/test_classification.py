@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from oracle import assert_same_value, call, compare
+from oracle import assert_same_value, call, compare, rtol_for
 from sklearn.exceptions import UndefinedMetricWarning
 from strategies import (
     ALPHABETS,
@@ -179,7 +179,7 @@ def test_log_loss_matches_sklearn(backend, data):
     sample_weight = data.draw(weights(n, allow_zero=False), label="sample_weight")
     if sample_weight is not None:
         kwargs["sample_weight"] = sample_weight
-    compare("log_loss", np.asarray(y_true), proba, **kwargs)
+    compare("log_loss", np.asarray(y_true), proba, rtol=rtol_for(proba), **kwargs)
 
 
 @given(data=st.data())
@@ -209,7 +209,7 @@ def test_brier_score_loss_binary_matches_sklearn(backend, data):
     sample_weight = data.draw(weights(n, allow_zero=False), label="sample_weight")
     if sample_weight is not None:
         kwargs["sample_weight"] = sample_weight
-    compare("brier_score_loss", y_true, proba, **kwargs)
+    compare("brier_score_loss", y_true, proba, rtol=rtol_for(proba), **kwargs)
 
 
 @given(data=st.data())
@@ -231,6 +231,7 @@ def test_brier_score_loss_multiclass_matches_sklearn(backend, data):
         labels=labels,
         scale_by_half=scale,
         sample_weight=sample_weight,
+        rtol=rtol_for(proba),
     )
 
 
@@ -397,7 +398,9 @@ def test_log_loss_known_cases(backend):
     np.testing.assert_allclose(out.value, 0.21616187468057912, rtol=1e-12)
     # 1-D probabilities: those of the second (sorted) label
     compare("log_loss", [0, 1, 1], [0.2, 0.6, 0.9])
-    compare("log_loss", ["a", "b", "b"], np.array([0.2, 0.6, 0.9], dtype=np.float32))
+    compare(
+        "log_loss", ["a", "b", "b"], np.array([0.2, 0.6, 0.9], np.float32), rtol=1e-5
+    )
     # only one class in y_true: labels= is required (ValueError without it)
     compare("log_loss", [1, 1, 1], [0.2, 0.6, 0.9])
     compare("log_loss", [1, 1, 1], [0.2, 0.6, 0.9], labels=[0, 1])
@@ -410,7 +413,11 @@ def test_log_loss_known_cases(backend):
     compare("log_loss", [0, 3], [[0.5, 0.5], [0.5, 0.5]], labels=[0, 1])
     # clipping: exact 0 and 1 probabilities are finite losses
     compare("log_loss", [0, 1], [[1.0, 0.0], [1.0, 0.0]])
-    compare("log_loss", [0, 1], np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32))
+    # float32 input clips at float32's eps
+    out = compare("log_loss", [0, 1], np.array([[1, 0], [1, 0]], np.float32), rtol=1e-5)
+    np.testing.assert_allclose(out.value, -np.log(np.finfo(np.float32).eps) / 2, rtol=1e-5)
+    out = compare("log_loss", [0, 1], np.array([[1.0, 0.0], [1.0, 0.0]]))
+    np.testing.assert_allclose(out.value, -np.log(np.finfo(np.float64).eps) / 2, rtol=1e-12)
     compare("log_loss", [0, 1, 1], [0.0, 1.0, 0.0], normalize=False)
     compare("log_loss", [0, 1, 1], [0.3, 0.6, 0.2], sample_weight=[1, 0, 3])
 
