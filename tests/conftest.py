@@ -1,11 +1,22 @@
 """Shared fixtures: the kernel backend under test and the hypothesis profiles."""
 
 import os
+import warnings
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import gradkit
+
+# When a property fails, hypothesis imports libcst to explain it, and libcst warns
+# (DeprecationWarning from mypy_extensions) on import; with warnings as errors that
+# warning would hide the real failure behind an INTERNALERROR. Import it now, quietly.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import libcst.metadata  # noqa: F401
+    except ImportError:
+        pass
 
 # The backend fixture is function scoped but only selects a thread-local setting
 # that stays the same across hypothesis examples, so the health check does not apply.
@@ -27,3 +38,39 @@ def backend(request):
     """Run the test with one kernel backend; every metric test is run with both."""
     with gradkit.config_context(backend=request.param):
         yield request.param
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Record every kernel call as (backend, kernel name).
+
+    The public layer asks gradkit._config.kernels(area) for the kernel module at
+    call time; the spy wraps that module so each kernel call is recorded together
+    with the backend whose module served it.
+    """
+    from gradkit import _config, _core
+
+    real_kernels = _config.kernels
+    calls = []
+
+    class Recorder:
+        def __init__(self, module):
+            self._module = module
+            self._backend = "cpp" if module is _core.metrics else "numba"
+
+        def __getattr__(self, name):
+            func = getattr(self._module, name)
+            if not callable(func):
+                return func
+
+            def wrapper(*args, **kwargs):
+                calls.append((self._backend, name))
+                return func(*args, **kwargs)
+
+            return wrapper
+
+    def spying_kernels(area):
+        return Recorder(real_kernels(area))
+
+    monkeypatch.setattr(_config, "kernels", spying_kernels)
+    yield calls
