@@ -89,8 +89,13 @@ def _inputs_equal(a, b) -> bool:
     return a is b or a == b
 
 
-def assert_same_value(got, expected, *, rtol=1e-12, atol=0.0, where="result"):
-    """Same type, same shape and dtype, numbers equal to rtol (exact for ints)."""
+def assert_same_value(
+    got, expected, *, rtol=1e-12, atol=0.0, where="result", loose_dtype=False
+):
+    """Same type, same shape and dtype, numbers equal to rtol (exact for ints).
+
+    loose_dtype: a float array is accepted where sklearn returns ints or bools
+    (thresholds of integer or bool scores), the values still compared exactly."""
     if expected is None:
         assert got is None, f"{where}: expected None, got {got!r}"
         return
@@ -98,7 +103,9 @@ def assert_same_value(got, expected, *, rtol=1e-12, atol=0.0, where="result"):
         assert isinstance(got, tuple), f"{where}: expected a tuple, got {type(got)}"
         assert len(got) == len(expected), f"{where}: tuple length {len(got)}"
         for i, (g, e) in enumerate(zip(got, expected)):
-            assert_same_value(g, e, rtol=rtol, atol=atol, where=f"{where}[{i}]")
+            assert_same_value(
+                g, e, rtol=rtol, atol=atol, where=f"{where}[{i}]", loose_dtype=loose_dtype
+            )
         return
     if isinstance(expected, np.ndarray):
         assert isinstance(got, np.ndarray), (
@@ -108,11 +115,23 @@ def assert_same_value(got, expected, *, rtol=1e-12, atol=0.0, where="result"):
             f"{where}: shape {got.shape} != {expected.shape}\n"
             f"got {got!r}\nexpected {expected!r}"
         )
-        # byte order aside (sklearn hands big-endian input back as is)
-        assert (got.dtype.kind, got.dtype.itemsize) == (
-            expected.dtype.kind,
-            expected.dtype.itemsize,
-        ), f"{where}: dtype {got.dtype} != {expected.dtype}"
+        # Byte order aside (sklearn hands big-endian input back as is), the same
+        # dtype; except that a float64 result where sklearn computed in float32
+        # (float32 input) is fine: gradkit accumulates in float64 on purpose.
+        if loose_dtype and expected.dtype.kind in "biu" and got.dtype.kind == "f":
+            np.testing.assert_array_equal(got, expected.astype(got.dtype), err_msg=where)
+            return
+        assert got.dtype.kind == expected.dtype.kind, (
+            f"{where}: dtype {got.dtype} != {expected.dtype}"
+        )
+        if expected.dtype.kind == "f":
+            assert got.dtype.itemsize >= expected.dtype.itemsize, (
+                f"{where}: dtype {got.dtype} != {expected.dtype}"
+            )
+        else:
+            assert got.dtype.itemsize == expected.dtype.itemsize, (
+                f"{where}: dtype {got.dtype} != {expected.dtype}"
+            )
         if expected.dtype.kind in "fc":
             np.testing.assert_allclose(
                 got, expected, rtol=rtol, atol=atol, equal_nan=True, err_msg=where
@@ -172,7 +191,9 @@ _ALLOWED_ERRORS = {
 }
 
 
-def assert_same_outcome(got: Outcome, expected: Outcome, *, rtol=1e-12, atol=0.0):
+def assert_same_outcome(
+    got: Outcome, expected: Outcome, *, rtol=1e-12, atol=0.0, loose_dtype=False
+):
     if expected.error is not None:
         allowed = _ALLOWED_ERRORS.get(expected.error, expected.error)
         assert got.error is not None and issubclass(got.error, allowed), (
@@ -184,11 +205,15 @@ def assert_same_outcome(got: Outcome, expected: Outcome, *, rtol=1e-12, atol=0.0
         f"gradkit raised {got.error.__name__}({got.message!r}); "
         f"sklearn {expected.describe()}"
     )
-    assert_same_value(got.value, expected.value, rtol=rtol, atol=atol)
+    assert_same_value(
+        got.value, expected.value, rtol=rtol, atol=atol, loose_dtype=loose_dtype
+    )
     assert_same_warnings(got, expected)
 
 
-def compare(name: str, *args, rtol=1e-12, atol=0.0, **kwargs) -> Outcome:
+def compare(
+    name: str, *args, rtol=1e-12, atol=0.0, loose_dtype=False, **kwargs
+) -> Outcome:
     """Call sklearn.metrics.<name> and gradkit.metrics.<name> with the same
     arguments and assert the outcomes match. Each side gets its own deep copy of
     the inputs, and gradkit must leave its inputs unchanged. Returns sklearn's
@@ -198,7 +223,7 @@ def compare(name: str, *args, rtol=1e-12, atol=0.0, **kwargs) -> Outcome:
     got = call(getattr(gradkit.metrics, name), *args, **kwargs)
     assert _inputs_equal((args, kwargs), before), f"gradkit.metrics.{name} mutated its input"
     try:
-        assert_same_outcome(got, expected, rtol=rtol, atol=atol)
+        assert_same_outcome(got, expected, rtol=rtol, atol=atol, loose_dtype=loose_dtype)
     except AssertionError as exc:
         raise AssertionError(
             f"{name}(*{args!r}, **{kwargs!r})\n{exc}"

@@ -470,6 +470,15 @@ def test_zero_weights_in_classification(backend):
 # ---------------------------------------------------------------------------
 
 BAD_INPUTS = [
+    # all-zero weights: sklearn 1.9 refuses them everywhere
+    ("accuracy_score", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("balanced_accuracy_score", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("f1_score", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("precision_recall_fscore_support", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("confusion_matrix", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("matthews_corrcoef", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("log_loss", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("brier_score_loss", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
     ("accuracy_score", ([0, 1, 1], [0, 1]), {}),
     ("f1_score", ([0, 1, 1], [0, 1]), {}),
     ("confusion_matrix", ([0, 1, 1], [0, 1]), {}),

@@ -102,11 +102,18 @@ def test_roc_curve_counts_equal_naive(backend, problem):
     # fpr * fps[-1] are the weights of the negatives above each threshold
     y_true, y_score, kwargs = problem
     y = np.asarray(y_true)
-    positive = np.max(y) if y.dtype.kind != "U" else "pos"
+    positive = kwargs.get("pos_label", 1)  # roc_curve's default for {0,1}, {-1,1}
     sw = kwargs.get("sample_weight")
-    out = call(gm.roc_curve, y_true, y_score, sample_weight=sw, drop_intermediate=False)
+    out = call(
+        gm.roc_curve,
+        y_true,
+        y_score,
+        sample_weight=sw,
+        pos_label=kwargs.get("pos_label"),
+        drop_intermediate=False,
+    )
     if out.error is not None:
-        return  # e.g. all weights 0; the sklearn comparison covers what to raise
+        return  # e.g. labels without a pos_label: the sklearn comparison covers it
     fpr, tpr, thr = out.value
     fps, tps, naive_thr = curve_counts(y == positive, y_score, sw)
     np.testing.assert_array_equal(thr[1:], naive_thr.astype(thr.dtype))
@@ -208,6 +215,11 @@ def test_max_fpr_known_values(backend):
     for m in (0.01, 0.05, 0.2, 0.3, 0.5, 0.99):
         compare("roc_auc_score", y, s, max_fpr=m, atol=1e-13)
         compare("roc_auc_score", y, s, max_fpr=m, sample_weight=np.arange(10) % 3)
+    # weights leave a single point on the curve: sklearn raises (no partial AUC)
+    out = compare(
+        "roc_auc_score", [0, 1, 1], [0.1, 0.2, 0.3], sample_weight=[0, 1, 1], max_fpr=0.5
+    )
+    assert out.error is ValueError
     for bad in (0, 0.0, -0.1, 1.5, "0.5"):
         out = compare("roc_auc_score", y, s, max_fpr=bad)
         assert out.error is not None
@@ -299,7 +311,9 @@ def test_score_dtypes(backend):
     for dtype in (np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, bool):
         s = (base * 8).astype(dtype) if dtype not in (bool,) else base > 0.3
         for name in ("roc_curve", "precision_recall_curve", "roc_auc_score", "average_precision_score"):
-            compare(name, y, s)
+            # sklearn's precision_recall_curve hands back int / bool thresholds for
+            # int / bool scores; float thresholds of the same values are fine
+            compare(name, y, s, loose_dtype=True)
     # float32 scores that differ only below float32 resolution stay distinct in
     # float64 and tie in float32
     s64 = np.array([1.0, 1.0 + 1e-12, 0.5, 0.5 + 1e-12])
@@ -348,6 +362,16 @@ def test_pos_label_and_label_kinds(backend):
 # ---------------------------------------------------------------------------
 
 BAD_INPUTS = [
+    # all-zero weights: sklearn 1.9 refuses them everywhere
+    ("roc_curve", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("precision_recall_curve", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("roc_auc_score", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    ("average_precision_score", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    (
+        "roc_auc_score",
+        ([0, 1, 2, 1], np.array([[0.2, 0.3, 0.5]] * 4)),
+        {"multi_class": "ovr", "sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
     ("roc_curve", ([0, 1, 1], [0.1, 0.2]), {}),
     ("roc_auc_score", ([0, 1, 1], [0.1, 0.2]), {}),
     ("average_precision_score", ([0, 1, 1], [0.1, 0.2]), {}),

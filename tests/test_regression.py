@@ -155,6 +155,7 @@ def test_large_magnitudes_and_cancellation(backend):
 # ---------------------------------------------------------------------------
 
 BAD_INPUTS = [
+    ("mean_absolute_error", ([1, 2, 3, 4], [1, 2, 2, 4]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
     ("mean_squared_error", ([1, 2, 3], [1, 2]), {}),
     ("mean_absolute_error", ([1, 2], [1, 2]), {"sample_weight": [1, 2, 3]}),
     ("r2_score", ([1, 2, 3], [1, 2]), {}),
