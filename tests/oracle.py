@@ -80,7 +80,7 @@ def _inputs_equal(a, b) -> bool:
         return (
             type(a) is type(b)
             and len(a) == len(b)
-            and all(_inputs_equal(x, y) for x, y in zip(a, b))
+            and all(_inputs_equal(x, y) for x, y in zip(a, b, strict=True))
         )
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_inputs_equal(a[k], b[k]) for k in a)
@@ -102,9 +102,14 @@ def assert_same_value(
     if isinstance(expected, tuple):
         assert isinstance(got, tuple), f"{where}: expected a tuple, got {type(got)}"
         assert len(got) == len(expected), f"{where}: tuple length {len(got)}"
-        for i, (g, e) in enumerate(zip(got, expected)):
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
             assert_same_value(
-                g, e, rtol=rtol, atol=atol, where=f"{where}[{i}]", loose_dtype=loose_dtype
+                g,
+                e,
+                rtol=rtol,
+                atol=atol,
+                where=f"{where}[{i}]",
+                loose_dtype=loose_dtype,
             )
         return
     if isinstance(expected, np.ndarray):
@@ -119,7 +124,9 @@ def assert_same_value(
         # dtype; except that a float64 result where sklearn computed in float32
         # (float32 input) is fine: gradkit accumulates in float64 on purpose.
         if loose_dtype and expected.dtype.kind in "biu" and got.dtype.kind == "f":
-            np.testing.assert_array_equal(got, expected.astype(got.dtype), err_msg=where)
+            np.testing.assert_array_equal(
+                got, expected.astype(got.dtype), err_msg=where
+            )
             return
         assert got.dtype.kind == expected.dtype.kind, (
             f"{where}: dtype {got.dtype} != {expected.dtype}"
@@ -219,13 +226,17 @@ def compare(
     the inputs, and gradkit must leave its inputs unchanged. Returns sklearn's
     outcome so that a test can also assert what it expected to happen."""
     before = _snapshot((args, kwargs))
-    expected = call(getattr(sklearn.metrics, name), *_snapshot(args), **_snapshot(kwargs))
+    expected = call(
+        getattr(sklearn.metrics, name), *_snapshot(args), **_snapshot(kwargs)
+    )
     got = call(getattr(gradkit.metrics, name), *args, **kwargs)
-    assert _inputs_equal((args, kwargs), before), f"gradkit.metrics.{name} mutated its input"
+    assert _inputs_equal((args, kwargs), before), (
+        f"gradkit.metrics.{name} mutated its input"
+    )
     try:
-        assert_same_outcome(got, expected, rtol=rtol, atol=atol, loose_dtype=loose_dtype)
+        assert_same_outcome(
+            got, expected, rtol=rtol, atol=atol, loose_dtype=loose_dtype
+        )
     except AssertionError as exc:
-        raise AssertionError(
-            f"{name}(*{args!r}, **{kwargs!r})\n{exc}"
-        ) from None
+        raise AssertionError(f"{name}(*{args!r}, **{kwargs!r})\n{exc}") from None
     return expected

@@ -115,9 +115,7 @@ def scores(draw, n, *, ties=None):
     """Scores with many ties (rounded to 1 decimal) or fewer; float64 or float32."""
     ties = draw(st.booleans()) if ties is None else ties
     if ties:
-        values = draw(
-            st.lists(st.integers(-3, 10), min_size=n, max_size=n)
-        )
+        values = draw(st.lists(st.integers(-3, 10), min_size=n, max_size=n))
         s = np.asarray(values, dtype=np.float64) / 10.0
     else:
         s = np.asarray(
@@ -137,7 +135,7 @@ def scores(draw, n, *, ties=None):
 
 @st.composite
 def probability_rows(draw, n, k, *, dtype=None):
-    """(n, k) rows that sum to one, built from small integers so that ties are common."""
+    """(n, k) rows summing to one, from small integers so that ties are common."""
     counts = np.asarray(
         draw(st.lists(st.integers(0, 3), min_size=n * k, max_size=n * k)), dtype=float
     ).reshape(n, k)

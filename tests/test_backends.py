@@ -46,11 +46,23 @@ D = _data()
 
 CASES = [
     ("confusion_matrix", lambda d: ((d["y_multi"], d["y_pred"]), {})),
-    ("confusion_matrix", lambda d: ((d["s_true"], d["s_pred"]), {"sample_weight": d["w"]})),
-    ("confusion_matrix", lambda d: ((d["y_multi"], d["y_pred"]), {"normalize": "true"})),
-    ("accuracy_score", lambda d: ((d["y_multi"], d["y_pred"]), {"sample_weight": d["w"]})),
+    (
+        "confusion_matrix",
+        lambda d: ((d["s_true"], d["s_pred"]), {"sample_weight": d["w"]}),
+    ),
+    (
+        "confusion_matrix",
+        lambda d: ((d["y_multi"], d["y_pred"]), {"normalize": "true"}),
+    ),
+    (
+        "accuracy_score",
+        lambda d: ((d["y_multi"], d["y_pred"]), {"sample_weight": d["w"]}),
+    ),
     ("balanced_accuracy_score", lambda d: ((d["y_multi"], d["y_pred"]), {})),
-    ("matthews_corrcoef", lambda d: ((d["y_multi"], d["y_pred"]), {"sample_weight": d["w"]})),
+    (
+        "matthews_corrcoef",
+        lambda d: ((d["y_multi"], d["y_pred"]), {"sample_weight": d["w"]}),
+    ),
     (
         "precision_recall_fscore_support",
         lambda d: ((d["s_true"], d["s_pred"]), {"sample_weight": d["w"], "beta": 2.0}),
@@ -58,20 +70,50 @@ CASES = [
     ("f1_score", lambda d: ((d["y_multi"], d["y_pred"]), {"average": "macro"})),
     ("f1_score", lambda d: ((d["y_bin"], (d["scores"] > 0.6).astype(int)), {})),
     ("roc_curve", lambda d: ((d["y_bin"], d["scores"]), {"sample_weight": d["w"]})),
-    ("roc_curve", lambda d: ((d["y_bin"], d["scores32"]), {"drop_intermediate": False})),
-    ("precision_recall_curve", lambda d: ((d["y_bin"], d["scores"]), {"sample_weight": d["w"]})),
+    (
+        "roc_curve",
+        lambda d: ((d["y_bin"], d["scores32"]), {"drop_intermediate": False}),
+    ),
+    (
+        "precision_recall_curve",
+        lambda d: ((d["y_bin"], d["scores"]), {"sample_weight": d["w"]}),
+    ),
     ("roc_auc_score", lambda d: ((d["y_bin"], d["scores"]), {})),
-    ("roc_auc_score", lambda d: ((d["y_bin"], d["scores"]), {"sample_weight": d["w"], "max_fpr": 0.3})),
+    (
+        "roc_auc_score",
+        lambda d: (
+            (d["y_bin"], d["scores"]),
+            {"sample_weight": d["w"], "max_fpr": 0.3},
+        ),
+    ),
     ("roc_auc_score", lambda d: ((d["y_multi"], d["proba"]), {"multi_class": "ovr"})),
     ("roc_auc_score", lambda d: ((d["y_multi"], d["proba"]), {"multi_class": "ovo"})),
-    ("average_precision_score", lambda d: ((d["y_bin"], d["scores32"]), {"sample_weight": d["w"]})),
+    (
+        "average_precision_score",
+        lambda d: ((d["y_bin"], d["scores32"]), {"sample_weight": d["w"]}),
+    ),
     ("log_loss", lambda d: ((d["y_multi"], d["proba"]), {"sample_weight": d["w"]})),
     ("log_loss", lambda d: ((d["y_bin"], d["scores"]), {})),
-    ("brier_score_loss", lambda d: ((d["y_bin"], d["scores"]), {"sample_weight": d["w"]})),
-    ("mean_squared_error", lambda d: ((d["y_reg"], d["p_reg"]), {"multioutput": "raw_values"})),
-    ("mean_absolute_error", lambda d: ((d["y_reg"], d["p_reg"]), {"sample_weight": d["w"]})),
-    ("r2_score", lambda d: ((d["y_reg"], d["p_reg"]), {"multioutput": "variance_weighted"})),
-    ("r2_score", lambda d: ((d["y_reg"][:, 0], d["p_reg"][:, 0]), {"sample_weight": d["w"]})),
+    (
+        "brier_score_loss",
+        lambda d: ((d["y_bin"], d["scores"]), {"sample_weight": d["w"]}),
+    ),
+    (
+        "mean_squared_error",
+        lambda d: ((d["y_reg"], d["p_reg"]), {"multioutput": "raw_values"}),
+    ),
+    (
+        "mean_absolute_error",
+        lambda d: ((d["y_reg"], d["p_reg"]), {"sample_weight": d["w"]}),
+    ),
+    (
+        "r2_score",
+        lambda d: ((d["y_reg"], d["p_reg"]), {"multioutput": "variance_weighted"}),
+    ),
+    (
+        "r2_score",
+        lambda d: ((d["y_reg"][:, 0], d["p_reg"][:, 0]), {"sample_weight": d["w"]}),
+    ),
 ]
 
 

@@ -106,7 +106,11 @@ def test_accuracy_matches_sklearn(backend, data):
     normalize = data.draw(st.booleans(), label="normalize")
     sample_weight = data.draw(weights(len(y_true)), label="sample_weight")
     compare(
-        "accuracy_score", y_true, y_pred, normalize=normalize, sample_weight=sample_weight
+        "accuracy_score",
+        y_true,
+        y_pred,
+        normalize=normalize,
+        sample_weight=sample_weight,
     )
 
 
@@ -393,7 +397,9 @@ def test_matthews_and_balanced_accuracy_warnings(backend):
 
 def test_log_loss_known_cases(backend):
     out = compare(
-        "log_loss", ["spam", "ham", "ham", "spam"], [[0.1, 0.9], [0.9, 0.1], [0.8, 0.2], [0.35, 0.65]]
+        "log_loss",
+        ["spam", "ham", "ham", "spam"],
+        [[0.1, 0.9], [0.9, 0.1], [0.8, 0.2], [0.35, 0.65]],
     )
     np.testing.assert_allclose(out.value, 0.21616187468057912, rtol=1e-12)
     # 1-D probabilities: those of the second (sorted) label
@@ -407,7 +413,10 @@ def test_log_loss_known_cases(backend):
     compare("log_loss", [2, 2], [[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]], labels=[0, 1, 2])
     # labels with a label that y_true never has
     compare(
-        "log_loss", ["x", "y"], [[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]], labels=["x", "y", "z"]
+        "log_loss",
+        ["x", "y"],
+        [[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]],
+        labels=["x", "y", "z"],
     )
     # y_true has a label that labels= does not list
     compare("log_loss", [0, 3], [[0.5, 0.5], [0.5, 0.5]], labels=[0, 1])
@@ -415,9 +424,13 @@ def test_log_loss_known_cases(backend):
     compare("log_loss", [0, 1], [[1.0, 0.0], [1.0, 0.0]])
     # float32 input clips at float32's eps
     out = compare("log_loss", [0, 1], np.array([[1, 0], [1, 0]], np.float32), rtol=1e-5)
-    np.testing.assert_allclose(out.value, -np.log(np.finfo(np.float32).eps) / 2, rtol=1e-5)
+    np.testing.assert_allclose(
+        out.value, -np.log(np.finfo(np.float32).eps) / 2, rtol=1e-5
+    )
     out = compare("log_loss", [0, 1], np.array([[1.0, 0.0], [1.0, 0.0]]))
-    np.testing.assert_allclose(out.value, -np.log(np.finfo(np.float64).eps) / 2, rtol=1e-12)
+    np.testing.assert_allclose(
+        out.value, -np.log(np.finfo(np.float64).eps) / 2, rtol=1e-12
+    )
     compare("log_loss", [0, 1, 1], [0.0, 1.0, 0.0], normalize=False)
     compare("log_loss", [0, 1, 1], [0.3, 0.6, 0.2], sample_weight=[1, 0, 3])
 
@@ -471,14 +484,42 @@ def test_zero_weights_in_classification(backend):
 
 BAD_INPUTS = [
     # all-zero weights: sklearn 1.9 refuses them everywhere
-    ("accuracy_score", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("balanced_accuracy_score", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    (
+        "accuracy_score",
+        ([0, 1, 1, 0], [0, 1, 0, 0]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "balanced_accuracy_score",
+        ([0, 1, 1, 0], [0, 1, 0, 0]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
     ("f1_score", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("precision_recall_fscore_support", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("confusion_matrix", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("matthews_corrcoef", ([0, 1, 1, 0], [0, 1, 0, 0]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("log_loss", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("brier_score_loss", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    (
+        "precision_recall_fscore_support",
+        ([0, 1, 1, 0], [0, 1, 0, 0]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "confusion_matrix",
+        ([0, 1, 1, 0], [0, 1, 0, 0]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "matthews_corrcoef",
+        ([0, 1, 1, 0], [0, 1, 0, 0]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "log_loss",
+        ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "brier_score_loss",
+        ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
     ("accuracy_score", ([0, 1, 1], [0, 1]), {}),
     ("f1_score", ([0, 1, 1], [0, 1]), {}),
     ("confusion_matrix", ([0, 1, 1], [0, 1]), {}),
@@ -514,7 +555,11 @@ BAD_INPUTS = [
     ("f1_score", ([0, 1], [0, 1]), {"zero_division": "1"}),
     ("fbeta_score", ([0, 1], [0, 1]), {"beta": -1}),
     ("precision_recall_fscore_support", ([0, 1], [0, 1]), {"beta": -0.5}),
-    ("f1_score", ([[0, 1], [1, 0]], [[0, 1], [1, 0]]), {"labels": [0, 5], "average": "macro"}),
+    (
+        "f1_score",
+        ([[0, 1], [1, 0]], [[0, 1], [1, 0]]),
+        {"labels": [0, 5], "average": "macro"},
+    ),
     ("f1_score", ([[0, 1], [1, 0]], [[0, 1]]), {"average": "micro"}),
     ("log_loss", ([0, 1], [[0.5, 0.5], [0.5, 0.5], [0.2, 0.8]]), {}),
     ("log_loss", ([0, 1], [1.2, 0.5]), {}),
@@ -591,7 +636,10 @@ def _layouts(a):
 @pytest.mark.parametrize(
     "y_true, y_pred",
     [
-        (np.array([0, 1, 2, 2, 1, 0, 1], dtype=np.int64), np.array([0, 2, 2, 1, 1, 0, 0])),
+        (
+            np.array([0, 1, 2, 2, 1, 0, 1], dtype=np.int64),
+            np.array([0, 2, 2, 1, 1, 0, 0]),
+        ),
         (np.array([0, 1, 1, 0, 1], dtype=np.float64), np.array([1.0, 1, 0, 0, 1])),
         (np.array(["x", "y", "y", "x"]), np.array(["y", "y", "x", "x"])),
         (np.array([True, False, True]), np.array([True, True, False])),
@@ -608,7 +656,9 @@ def test_layouts_give_same_result(backend, y_true, y_pred):
         ("matthews_corrcoef", {}),
     ]:
         func = getattr(gm, name)
-        plain = call(func, y_true.copy(), y_pred.copy(), sample_weight=sw.copy(), **extra)
+        plain = call(
+            func, y_true.copy(), y_pred.copy(), sample_weight=sw.copy(), **extra
+        )
         assert plain.error is None, plain.describe()
         for label, variant in _layouts(y_true).items():
             pred_variants = _layouts(y_pred)

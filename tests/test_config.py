@@ -120,7 +120,8 @@ def test_bad_n_threads_is_value_error(restore_config, n_threads):
 
 _PROBE = (
     "import json, gradkit, gradkit.metrics as gm;"
-    "print(json.dumps([gradkit.get_config(), gm.roc_auc_score([0, 1, 1], [0.1, 0.7, 0.4])]))"
+    "auc = gm.roc_auc_score([0, 1, 1], [0.1, 0.7, 0.4]);"
+    "print(json.dumps([gradkit.get_config(), auc]))"
 )
 
 
@@ -128,7 +129,11 @@ def _run_with_env(**env_vars):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRADKIT_")}
     env.update(env_vars)
     return subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -197,7 +202,9 @@ _CALLS = [
 
 @pytest.mark.parametrize("backend_name", ["cpp", "numba"])
 @pytest.mark.parametrize(("name", "args", "kwargs"), _CALLS)
-def test_configured_backend_runs_the_kernels(kernel_calls, backend_name, name, args, kwargs):
+def test_configured_backend_runs_the_kernels(
+    kernel_calls, backend_name, name, args, kwargs
+):
     with gradkit.config_context(backend=backend_name):
         getattr(gm, name)(*args, **kwargs)
     assert kernel_calls, f"{name} ran no kernel"

@@ -28,7 +28,7 @@ def _naive_label_table(t, p, w, lo, width):
     counts = np.zeros((width, width), np.int64)
     weighted = np.zeros((width, width)) if w is not None else None
     outside = 0
-    for i, (a, b) in enumerate(zip(t.tolist(), p.tolist())):
+    for i, (a, b) in enumerate(zip(t.tolist(), p.tolist(), strict=True)):
         ia, ib = int(a) - lo, int(b) - lo
         if 0 <= ia < width and 0 <= ib < width:
             counts[ia, ib] += 1
@@ -41,7 +41,9 @@ def _naive_label_table(t, p, w, lo, width):
 
 @given(data=st.data())
 def test_label_table(backend, threads, data):
-    dtype = data.draw(st.sampled_from([np.int32, np.int64, np.uint8, np.float32, np.float64]))
+    dtype = data.draw(
+        st.sampled_from([np.int32, np.int64, np.uint8, np.float32, np.float64])
+    )
     n = data.draw(st.integers(0, 80))
     lo_value = 0 if dtype is np.uint8 else -3
     values = st.integers(lo_value, 6)
@@ -49,7 +51,11 @@ def test_label_table(backend, threads, data):
     p = np.asarray(data.draw(st.lists(values, min_size=n, max_size=n)), dtype=dtype)
     w = None
     if data.draw(st.booleans()):
-        w = np.asarray(data.draw(st.lists(st.sampled_from([0.0, 0.5, 2.0]), min_size=n, max_size=n)))
+        w = np.asarray(
+            data.draw(
+                st.lists(st.sampled_from([0.0, 0.5, 2.0]), min_size=n, max_size=n)
+            )
+        )
     lo = data.draw(st.integers(lo_value, 2))
     width = data.draw(st.integers(1, 6))
     counts, weighted, outside, vmin, vmax, status = _kernels().label_table(
@@ -92,14 +98,23 @@ def test_label_table_status(backend, values, status):
 @given(data=st.data())
 def test_binary_curve_and_auc_and_ap(backend, threads, data):
     n = data.draw(st.integers(0, 60))
-    y = np.asarray(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint8)
-    s = np.asarray(data.draw(st.lists(st.integers(-3, 5), min_size=n, max_size=n)), float) / 4
+    y = np.asarray(
+        data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint8
+    )
+    s = (
+        np.asarray(
+            data.draw(st.lists(st.integers(-3, 5), min_size=n, max_size=n)), float
+        )
+        / 4
+    )
     if data.draw(st.booleans()):
         s = s.astype(np.float32)
     w = None
     if data.draw(st.booleans()):
         w = np.asarray(
-            data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=n, max_size=n))
+            data.draw(
+                st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=n, max_size=n)
+            )
         )
     k = _kernels()
     fps, tps, thr = k.binary_curve(y, s, w, threads)
@@ -124,7 +139,9 @@ def test_binary_curve_and_auc_and_ap(backend, threads, data):
         denom = etps + efps
         precision = np.divide(etps, denom, out=np.zeros_like(etps), where=denom > 0)
         recall_step = np.diff(np.concatenate([[0.0], etps])) / pos_w
-        np.testing.assert_allclose(ap, np.sum(recall_step * precision), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            ap, np.sum(recall_step * precision), rtol=1e-12, atol=1e-15
+        )
     else:
         assert np.isnan(ap)
 
@@ -150,8 +167,12 @@ def test_log_loss_sum(backend, threads, data):
     eps = float(np.finfo(dtype).eps)
     probs = st.sampled_from([0.0, 1e-20, 0.1, 0.5, 0.9, 1.0])
     if k is None:
-        prob = np.asarray(data.draw(st.lists(probs, min_size=n, max_size=n)), dtype=dtype)
-        idx = np.asarray(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.int64)
+        prob = np.asarray(
+            data.draw(st.lists(probs, min_size=n, max_size=n)), dtype=dtype
+        )
+        idx = np.asarray(
+            data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.int64
+        )
         full = np.stack([1 - prob, prob], axis=1)
         # clip after 1 - p
         picked = np.clip(full[np.arange(n), idx], eps, 1 - eps)
@@ -159,14 +180,24 @@ def test_log_loss_sum(backend, threads, data):
         prob = np.asarray(
             data.draw(st.lists(probs, min_size=n * k, max_size=n * k)), dtype=dtype
         ).reshape(n, k)
-        idx = np.asarray(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)), np.int64)
+        idx = np.asarray(
+            data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)), np.int64
+        )
         picked = np.clip(prob[np.arange(n), idx].astype(np.float64), eps, 1 - eps)
     w = None
     if data.draw(st.booleans()):
-        w = np.asarray(data.draw(st.lists(st.sampled_from([0.0, 0.5, 2.0]), min_size=n, max_size=n)))
+        w = np.asarray(
+            data.draw(
+                st.lists(st.sampled_from([0.0, 0.5, 2.0]), min_size=n, max_size=n)
+            )
+        )
     loss, wsum = _kernels().log_loss_sum(idx, prob, w, eps, threads)
     ww = np.ones(n) if w is None else w
-    np.testing.assert_allclose(loss, np.sum(ww * -np.log(picked.astype(np.float64))), rtol=1e-6 if dtype is np.float32 else 1e-12)
+    np.testing.assert_allclose(
+        loss,
+        np.sum(ww * -np.log(picked.astype(np.float64))),
+        rtol=1e-6 if dtype is np.float32 else 1e-12,
+    )
     np.testing.assert_allclose(wsum, ww.sum(), rtol=1e-12)
 
 
@@ -175,11 +206,25 @@ def test_regression_stats(backend, threads, data):
     n = data.draw(st.integers(1, 50))
     k = data.draw(st.integers(1, 3))
     vals = st.integers(-20, 20)
-    y = np.asarray(data.draw(st.lists(vals, min_size=n * k, max_size=n * k)), float).reshape(n, k) / 4
-    p = np.asarray(data.draw(st.lists(vals, min_size=n * k, max_size=n * k)), float).reshape(n, k) / 4
+    y = (
+        np.asarray(
+            data.draw(st.lists(vals, min_size=n * k, max_size=n * k)), float
+        ).reshape(n, k)
+        / 4
+    )
+    p = (
+        np.asarray(
+            data.draw(st.lists(vals, min_size=n * k, max_size=n * k)), float
+        ).reshape(n, k)
+        / 4
+    )
     w = None
     if data.draw(st.booleans()):
-        w = np.asarray(data.draw(st.lists(st.sampled_from([0.0, 0.5, 2.0]), min_size=n, max_size=n)))
+        w = np.asarray(
+            data.draw(
+                st.lists(st.sampled_from([0.0, 0.5, 2.0]), min_size=n, max_size=n)
+            )
+        )
         if not w.any():
             w[0] = 1.0
     sum_w, sse, sae, mean_true, ss_tot = _kernels().regression_stats(y, p, w, threads)
@@ -231,12 +276,14 @@ def test_kernels_agree_across_backends_large():
                         k.binary_curve(y, s, w, threads),
                         k.binary_auc(y, s, w, threads),
                         k.binary_average_precision(y, s, None, threads),
-                        k.label_table(y, (s > 0.5).astype(np.uint8), w, 0, 2, threads)[:2],
+                        k.label_table(y, (s > 0.5).astype(np.uint8), w, 0, 2, threads)[
+                            :2
+                        ],
                     )
                 )
     ref = results[0]
     for other in results[1:]:
-        for a, b in zip(ref[0], other[0]):
+        for a, b in zip(ref[0], other[0], strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-12)
         np.testing.assert_allclose(other[1], ref[1], rtol=1e-12)
         np.testing.assert_allclose(other[2], ref[2], rtol=1e-12)

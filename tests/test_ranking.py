@@ -68,7 +68,9 @@ def test_precision_recall_curve_matches_sklearn(backend, problem, drop):
 @given(problem=binary_problem(), max_fpr=st.sampled_from([None, 0.1, 0.5, 0.75, 1.0]))
 def test_roc_auc_binary_matches_sklearn(backend, problem, max_fpr):
     y_true, y_score, kwargs = problem
-    kwargs.pop("pos_label", None)  # roc_auc_score has none: the greater label is positive
+    kwargs.pop(
+        "pos_label", None
+    )  # roc_auc_score has none: the greater label is positive
     if max_fpr is not None:
         kwargs["max_fpr"] = max_fpr
     # McClish's correction subtracts nearly equal numbers: absolute slack near 0
@@ -150,7 +152,9 @@ def multiclass_problem(draw, max_size=60):
     average=st.sampled_from(["macro", "weighted", "micro", None]),
     data=st.data(),
 )
-def test_roc_auc_multiclass_matches_sklearn(backend, problem, multi_class, average, data):
+def test_roc_auc_multiclass_matches_sklearn(
+    backend, problem, multi_class, average, data
+):
     y_true, proba, labels = problem
     kwargs = {"multi_class": multi_class, "average": average}
     if labels is not None:
@@ -162,7 +166,10 @@ def test_roc_auc_multiclass_matches_sklearn(backend, problem, multi_class, avera
     compare("roc_auc_score", y_true, proba, **kwargs)
 
 
-@given(data=st.data(), average=st.sampled_from([None, "micro", "macro", "weighted", "samples"]))
+@given(
+    data=st.data(),
+    average=st.sampled_from([None, "micro", "macro", "weighted", "samples"]),
+)
 def test_multilabel_ranking_matches_sklearn(backend, data, average):
     n = data.draw(st.integers(1, 50), label="n")
     k = data.draw(st.integers(1, 4), label="k")
@@ -172,10 +179,15 @@ def test_multilabel_ranking_matches_sklearn(backend, data, average):
     y_score = data.draw(scores(n * k), label="y_score").reshape(n, k)
     sw = data.draw(weights(n), label="sample_weight")
     compare("roc_auc_score", y_true, y_score, average=average, sample_weight=sw)
-    compare("average_precision_score", y_true, y_score, average=average, sample_weight=sw)
+    compare(
+        "average_precision_score", y_true, y_score, average=average, sample_weight=sw
+    )
 
 
-@given(problem=multiclass_problem(), average=st.sampled_from([None, "micro", "macro", "weighted"]))
+@given(
+    problem=multiclass_problem(),
+    average=st.sampled_from([None, "micro", "macro", "weighted"]),
+)
 def test_average_precision_multiclass_matches_sklearn(backend, problem, average):
     y_true, proba, _ = problem
     compare("average_precision_score", y_true, proba, average=average)
@@ -217,7 +229,11 @@ def test_max_fpr_known_values(backend):
         compare("roc_auc_score", y, s, max_fpr=m, sample_weight=np.arange(10) % 3)
     # weights leave a single point on the curve: sklearn raises (no partial AUC)
     out = compare(
-        "roc_auc_score", [0, 1, 1], [0.1, 0.2, 0.3], sample_weight=[0, 1, 1], max_fpr=0.5
+        "roc_auc_score",
+        [0, 1, 1],
+        [0.1, 0.2, 0.3],
+        sample_weight=[0, 1, 1],
+        max_fpr=0.5,
     )
     assert out.error is ValueError
     for bad in (0, 0.0, -0.1, 1.5, "0.5"):
@@ -231,7 +247,13 @@ def test_max_fpr_known_values(backend):
 
 def test_multiclass_labels_order_columns(backend):
     proba = np.array(
-        [[0.1, 0.2, 0.7], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25], [0.2, 0.6, 0.2], [0.6, 0.2, 0.2]]
+        [
+            [0.1, 0.2, 0.7],
+            [0.3, 0.3, 0.4],
+            [0.5, 0.25, 0.25],
+            [0.2, 0.6, 0.2],
+            [0.6, 0.2, 0.2],
+        ]
     )
     y = np.array(["b", "c", "a", "b", "a"])
     for mc in ("ovr", "ovo"):
@@ -246,10 +268,14 @@ def test_multiclass_labels_order_columns(backend):
     y2 = np.array([0, 1, 1, 0, 1])
     compare("roc_auc_score", y2, proba, multi_class="ovr", labels=[0, 1, 2])
     compare("roc_auc_score", y2, proba, multi_class="ovo", labels=[0, 1, 2])
-    compare("roc_auc_score", y2, proba, multi_class="ovr", labels=[0, 1, 2], average=None)
+    compare(
+        "roc_auc_score", y2, proba, multi_class="ovr", labels=[0, 1, 2], average=None
+    )
     out = compare("roc_auc_score", y, proba, multi_class="ovo", average=None)
     assert out.error is NotImplementedError
-    out = compare("roc_auc_score", y, proba, multi_class="ovo", sample_weight=np.ones(5))
+    out = compare(
+        "roc_auc_score", y, proba, multi_class="ovo", sample_weight=np.ones(5)
+    )
     assert out.error is ValueError
     out = compare("roc_auc_score", y, proba)  # multi_class='raise'
     assert out.error is ValueError
@@ -308,9 +334,22 @@ def test_negative_zero_is_zero_score(backend):
 def test_score_dtypes(backend):
     y = np.array([0, 1, 1, 0, 1, 0, 0, 1])
     base = np.array([0.5, 0.25, 0.75, 0.5, 1.0, 0.0, 0.125, 0.25])
-    for dtype in (np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, bool):
+    for dtype in (
+        np.float64,
+        np.float32,
+        np.float16,
+        np.int64,
+        np.int32,
+        np.uint8,
+        bool,
+    ):
         s = (base * 8).astype(dtype) if dtype not in (bool,) else base > 0.3
-        for name in ("roc_curve", "precision_recall_curve", "roc_auc_score", "average_precision_score"):
+        for name in (
+            "roc_curve",
+            "precision_recall_curve",
+            "roc_auc_score",
+            "average_precision_score",
+        ):
             # sklearn's precision_recall_curve hands back int / bool thresholds for
             # int / bool scores; float thresholds of the same values are fine
             compare(name, y, s, loose_dtype=True)
@@ -330,7 +369,9 @@ def test_weights_zero_and_negative(backend):
     y = [0, 1, 1, 0, 1, 0]
     s = [0.2, 0.4, 0.4, 0.6, 0.8, 0.1]
     compare("roc_curve", y, s, sample_weight=[1, 0, 2, 0, 1, 1])
-    compare("roc_curve", y, s, sample_weight=[1, 0, 2, 0, 1, 1], drop_intermediate=False)
+    compare(
+        "roc_curve", y, s, sample_weight=[1, 0, 2, 0, 1, 1], drop_intermediate=False
+    )
     compare("precision_recall_curve", y, s, sample_weight=[1, 0, 2, 0, 1, 1])
     compare("roc_auc_score", y, s, sample_weight=[1, 0, 2, 0, 1, 1])
     compare("average_precision_score", y, s, sample_weight=[1, 0, 2, 0, 1, 1])
@@ -363,10 +404,26 @@ def test_pos_label_and_label_kinds(backend):
 
 BAD_INPUTS = [
     # all-zero weights: sklearn 1.9 refuses them everywhere
-    ("roc_curve", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("precision_recall_curve", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("roc_auc_score", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
-    ("average_precision_score", ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    (
+        "roc_curve",
+        ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "precision_recall_curve",
+        ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "roc_auc_score",
+        ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
+    (
+        "average_precision_score",
+        ([0, 1, 1, 0], [0.1, 0.8, 0.3, 0.3]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
     (
         "roc_auc_score",
         ([0, 1, 2, 1], np.array([[0.2, 0.3, 0.5]] * 4)),
@@ -482,12 +539,21 @@ def test_fortran_and_strided_2d_scores(backend):
     p = rng.integers(1, 4, (n, k)).astype(float)
     p /= p.sum(axis=1, keepdims=True)
     y_ml = (rng.random((n, k)) < 0.5).astype(int)
-    for variant in (np.asfortranarray(p), np.repeat(p, 2, axis=0)[::2], p[:, ::-1][:, ::-1]):
+    for variant in (
+        np.asfortranarray(p),
+        np.repeat(p, 2, axis=0)[::2],
+        p[:, ::-1][:, ::-1],
+    ):
         for mc in ("ovr", "ovo"):
             out = compare("roc_auc_score", y, variant, multi_class=mc)
             assert out.error is None
         compare("roc_auc_score", np.asfortranarray(y_ml), variant, average=None)
-        compare("average_precision_score", np.asfortranarray(y_ml), variant, average="samples")
+        compare(
+            "average_precision_score",
+            np.asfortranarray(y_ml),
+            variant,
+            average="samples",
+        )
         compare("log_loss", y, variant)
 
 

@@ -33,7 +33,11 @@ def regression_problem(draw, max_size=60):
         p = np.asarray(draw(st.lists(floats, min_size=size, max_size=size)))
     else:
         y = np.full(size, draw(st.sampled_from([0.0, 1.5, -2.0])))
-        p = y + np.asarray(draw(st.lists(st.sampled_from([0.0, 0.0, 1.0]), min_size=size, max_size=size)))
+        p = y + np.asarray(
+            draw(
+                st.lists(st.sampled_from([0.0, 0.0, 1.0]), min_size=size, max_size=size)
+            )
+        )
     if k is not None:
         y, p = y.reshape(n, k), p.reshape(n, k)
     if draw(st.booleans()):
@@ -67,7 +71,9 @@ def test_regression_matches_sklearn(backend, problem, name, data):
     mo = data.draw(st.sampled_from(choices), label="multioutput")
     if mo == "array":
         kwargs["multioutput"] = np.asarray(
-            data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=k, max_size=k))
+            data.draw(
+                st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=k, max_size=k)
+            )
         )
     elif mo != "default":
         kwargs["multioutput"] = mo
@@ -97,22 +103,38 @@ def test_known_values(backend):
 @pytest.mark.parametrize("force_finite", [True, False])
 def test_r2_constant_y_true(backend, force_finite):
     # perfect prediction of a constant: 1.0 (forced) or nan (0/0)
-    out = compare("r2_score", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], force_finite=force_finite)
+    out = compare(
+        "r2_score", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], force_finite=force_finite
+    )
     if force_finite:
         assert out.value == 1.0
     else:
         assert np.isnan(out.value)
     # imperfect prediction of a constant: 0.0 (forced) or -inf
-    out = compare("r2_score", [1.0, 1.0, 1.0], [1.0, 2.0, 1.0], force_finite=force_finite)
+    out = compare(
+        "r2_score", [1.0, 1.0, 1.0], [1.0, 2.0, 1.0], force_finite=force_finite
+    )
     assert out.value == (0.0 if force_finite else -np.inf)
     y = np.array([[1, 2], [1, 3], [1, 4.0]])
     p = np.array([[1, 2], [1.5, 3], [1, 5]])
     for mo in ("raw_values", "uniform_average", "variance_weighted", [0.3, 0.7]):
         compare("r2_score", y, p, multioutput=mo, force_finite=force_finite)
         compare("r2_score", y, y, multioutput=mo, force_finite=force_finite)
-        compare("r2_score", np.ones((3, 2)), np.ones((3, 2)), multioutput=mo, force_finite=force_finite)
+        compare(
+            "r2_score",
+            np.ones((3, 2)),
+            np.ones((3, 2)),
+            multioutput=mo,
+            force_finite=force_finite,
+        )
     # weights that make y_true constant
-    compare("r2_score", [1.0, 2.0, 2.0], [1.0, 2.0, 3.0], sample_weight=[0, 1, 1], force_finite=force_finite)
+    compare(
+        "r2_score",
+        [1.0, 2.0, 2.0],
+        [1.0, 2.0, 3.0],
+        sample_weight=[0, 1, 1],
+        force_finite=force_finite,
+    )
 
 
 def test_r2_single_sample_is_nan_and_warns(backend):
@@ -127,7 +149,12 @@ def test_multioutput_modes(backend, name):
     y = np.round(rng.normal(size=(25, 3)), 1)
     p = np.round(y + rng.normal(scale=0.5, size=(25, 3)), 1)
     w = rng.integers(0, 4, 25).astype(float)
-    modes = ["raw_values", "uniform_average", [0.2, 0.3, 0.5], np.array([0.0, 1.0, 0.0])]
+    modes = [
+        "raw_values",
+        "uniform_average",
+        [0.2, 0.3, 0.5],
+        np.array([0.0, 1.0, 0.0]),
+    ]
     if name == "r2_score":
         modes.append("variance_weighted")
     for mo in modes:
@@ -155,7 +182,11 @@ def test_large_magnitudes_and_cancellation(backend):
 # ---------------------------------------------------------------------------
 
 BAD_INPUTS = [
-    ("mean_absolute_error", ([1, 2, 3, 4], [1, 2, 2, 4]), {"sample_weight": [0.0, 0.0, 0.0, 0.0]}),
+    (
+        "mean_absolute_error",
+        ([1, 2, 3, 4], [1, 2, 2, 4]),
+        {"sample_weight": [0.0, 0.0, 0.0, 0.0]},
+    ),
     ("mean_squared_error", ([1, 2, 3], [1, 2]), {}),
     ("mean_absolute_error", ([1, 2], [1, 2]), {"sample_weight": [1, 2, 3]}),
     ("r2_score", ([1, 2, 3], [1, 2]), {}),
@@ -170,7 +201,11 @@ BAD_INPUTS = [
     ("mean_squared_error", (np.ones((2, 2, 2)), np.ones((2, 2, 2))), {}),
     ("mean_squared_error", ([1, 2], [1, 2]), {"multioutput": "bogus"}),
     ("mean_squared_error", ([1, 2], [1, 2]), {"multioutput": "variance_weighted"}),
-    ("r2_score", ([[1, 2], [3, 4]], [[1, 2], [3, 4]]), {"multioutput": [0.3, 0.7, 1.0]}),
+    (
+        "r2_score",
+        ([[1, 2], [3, 4]], [[1, 2], [3, 4]]),
+        {"multioutput": [0.3, 0.7, 1.0]},
+    ),
     ("mean_absolute_error", ([1, 2], [1, 2]), {"multioutput": [1.0]}),
     ("mean_squared_error", (["a", "2"], [1, 2]), {}),
     ("mean_squared_error", ([1, 2], [1, 2]), {"sample_weight": [0, 0]}),
@@ -188,7 +223,11 @@ def test_bad_input_raises_like_sklearn(backend, name, args, kwargs):
 
 ACCEPTED_ODD_INPUTS = [
     ("mean_squared_error", (["1", "2"], [1, 2]), {}),  # numeric strings convert
-    ("mean_squared_error", (np.array([1, 2], dtype=object), np.array([1, 2.5], dtype=object)), {}),
+    (
+        "mean_squared_error",
+        (np.array([1, 2], dtype=object), np.array([1, 2.5], dtype=object)),
+        {},
+    ),
     ("mean_squared_error", ([True, False], [1, 2]), {}),
     ("mean_absolute_error", ([1, 2], [1, 2]), {"sample_weight": [-1, 2]}),
     ("r2_score", ([[1.0], [2.0], [4.0]], [[1.0], [2.5], [3.0]]), {}),
@@ -217,8 +256,16 @@ def test_layouts_give_same_result(backend, name):
         a.flags.writeable = False
     variants = {
         "fortran": (np.asfortranarray(y), np.asfortranarray(p), w),
-        "strided_rows": (np.repeat(y, 2, axis=0)[::2], np.repeat(p, 2, axis=0)[::2], np.repeat(w, 2)[::2]),
-        "strided_cols": (np.repeat(y, 2, axis=1)[:, ::2], np.repeat(p, 2, axis=1)[:, ::2], w),
+        "strided_rows": (
+            np.repeat(y, 2, axis=0)[::2],
+            np.repeat(p, 2, axis=0)[::2],
+            np.repeat(w, 2)[::2],
+        ),
+        "strided_cols": (
+            np.repeat(y, 2, axis=1)[:, ::2],
+            np.repeat(p, 2, axis=1)[:, ::2],
+            w,
+        ),
         "transposed": (np.ascontiguousarray(y.T).T, np.ascontiguousarray(p.T).T, w),
         "readonly": (ro_y, ro_p, ro_w),
         "bigendian": (y.astype(">f8"), p.astype(">f8"), w.astype(">f8")),
@@ -228,7 +275,9 @@ def test_layouts_give_same_result(backend, name):
     for label, (yv, pv, wv) in variants.items():
         out = compare(name, yv, pv, sample_weight=wv, multioutput="raw_values")
         assert out.error is None, (label, out.describe())
-        got = call(getattr(gm, name), yv, pv, sample_weight=wv, multioutput="raw_values")
+        got = call(
+            getattr(gm, name), yv, pv, sample_weight=wv, multioutput="raw_values"
+        )
         assert_same_value(got.value, plain, rtol=1e-12)
     # 1-D strided and big-endian integers
     y1 = np.arange(40, dtype=">i8")[::3]

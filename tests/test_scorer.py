@@ -9,7 +9,12 @@ import sklearn.metrics
 from oracle import assert_same_outcome, call
 from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    StratifiedKFold,
+    cross_val_score,
+)
 
 import gradkit.metrics as gm
 
@@ -113,11 +118,15 @@ def test_regression_scorers_match_sklearn(backend, regression_data, name):
     assert_same_outcome(got, expected)
 
 
-def test_brief_scorers_use_gradkit_kernels(backend, binary_data, regression_data, kernel_calls):
+def test_brief_scorers_use_gradkit_kernels(
+    backend, binary_data, regression_data, kernel_calls
+):
     X, y = binary_data
     for name in ("roc_auc", "f1", "accuracy", "neg_log_loss"):
         kernel_calls.clear()
-        cross_val_score(LogisticRegression(max_iter=1000), X, y, scoring=gm.get_scorer(name), cv=3)
+        cross_val_score(
+            LogisticRegression(max_iter=1000), X, y, scoring=gm.get_scorer(name), cv=3
+        )
         assert kernel_calls and {b for b, _ in kernel_calls} == {backend}, name
     X, y = regression_data
     for name in ("r2", "neg_mean_squared_error"):
@@ -145,7 +154,14 @@ def test_every_scorer_name_matches_sklearn_on_binary(backend, binary_data):
 def test_scorer_names_are_sklearns(backend):
     assert sorted(gm.get_scorer_names()) == sorted(sklearn.metrics.get_scorer_names())
     # the ones gradkit must provide itself
-    for name in ("roc_auc", "f1", "accuracy", "neg_log_loss", "r2", "neg_mean_squared_error"):
+    for name in (
+        "roc_auc",
+        "f1",
+        "accuracy",
+        "neg_log_loss",
+        "r2",
+        "neg_mean_squared_error",
+    ):
         assert name in gm.get_scorer_names()
 
 
@@ -175,15 +191,24 @@ def test_grid_search_multimetric(backend, regression_data):
     ours = GridSearchCV(
         Ridge(),
         grid,
-        scoring={"r2": gm.get_scorer("r2"), "mse": gm.get_scorer("neg_mean_squared_error")},
+        scoring={
+            "r2": gm.get_scorer("r2"),
+            "mse": gm.get_scorer("neg_mean_squared_error"),
+        },
         refit="mse",
         cv=3,
     ).fit(X, y)
     theirs = GridSearchCV(
-        Ridge(), grid, scoring={"r2": "r2", "mse": "neg_mean_squared_error"}, refit="mse", cv=3
+        Ridge(),
+        grid,
+        scoring={"r2": "r2", "mse": "neg_mean_squared_error"},
+        refit="mse",
+        cv=3,
     ).fit(X, y)
     for key in ("mean_test_r2", "mean_test_mse"):
-        np.testing.assert_allclose(ours.cv_results_[key], theirs.cv_results_[key], rtol=1e-12)
+        np.testing.assert_allclose(
+            ours.cv_results_[key], theirs.cv_results_[key], rtol=1e-12
+        )
     assert ours.best_params_ == theirs.best_params_
 
 
