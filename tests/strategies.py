@@ -33,19 +33,36 @@ def as_container(draw, values, dtype=None):
 
 
 @st.composite
-def weights(draw, n, *, allow_none=True, allow_zero=True):
+def weights(draw, n, *, allow_none=True, allow_zero=True, dyadic=False):
     """None or n weights, with zeros when allow_zero, but never all zero: sklearn
     refuses all-zero weights, and the hand-written tests check that separately
-    (here it would shadow every other finding of a property test)."""
-    w = draw(_weights(n, allow_none=allow_none, allow_zero=allow_zero))
+    (here it would shadow every other finding of a property test).
+
+    dyadic: only multiples of 1/8, whose sums are exact in any order. Use it where
+    sklearn takes a yes/no decision on a float sum (drop_intermediate's collinear
+    test, r2's "is y_true constant"), which else flips on the last ulp of a
+    summation order that gradkit need not copy."""
+    w = draw(_weights(n, allow_none=allow_none, allow_zero=allow_zero, dyadic=dyadic))
     if w is not None and n and not w.any():
         w[0] = 1
     return w
 
 
 @st.composite
-def _weights(draw, n, *, allow_none=True, allow_zero=True):
+def _weights(draw, n, *, allow_none=True, allow_zero=True, dyadic=False):
     choices = WEIGHT_VALUES if allow_zero else [w for w in WEIGHT_VALUES if w > 0]
+    if dyadic:
+        choices = [w for w in choices if (w * 8).is_integer()]
+        lo = 0 if allow_zero else 1
+        if allow_none and draw(st.booleans()):
+            return None
+        mode = draw(st.sampled_from(["small", "eighths"]))
+        if mode == "small":
+            w = draw(st.lists(st.sampled_from(choices), min_size=n, max_size=n))
+        else:
+            w = draw(st.lists(st.integers(lo, 800), min_size=n, max_size=n))
+            w = [x / 8 for x in w]
+        return np.asarray(w, dtype=np.float64)
     if allow_none and draw(st.booleans()):
         return None
     mode = draw(st.sampled_from(["small", "float", "int"]))

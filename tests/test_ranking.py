@@ -26,7 +26,7 @@ BINARY = {
 
 
 @st.composite
-def binary_problem(draw, *, max_size=80, zero_weights=True):
+def binary_problem(draw, *, max_size=80, zero_weights=True, dyadic=False):
     name = draw(st.sampled_from(sorted(BINARY)))
     values, positive = BINARY[name]
     n = draw(st.integers(1, max_size))
@@ -34,7 +34,7 @@ def binary_problem(draw, *, max_size=80, zero_weights=True):
     dtype = {"bool": bool, "float": np.float64}.get(name)
     y_true = np.asarray(y, dtype=dtype) if draw(st.booleans()) else y
     y_score = draw(scores(n))
-    sample_weight = draw(weights(n, allow_zero=zero_weights))
+    sample_weight = draw(weights(n, allow_zero=zero_weights, dyadic=dyadic))
     kwargs = {}
     if sample_weight is not None:
         kwargs["sample_weight"] = sample_weight
@@ -49,7 +49,12 @@ def binary_problem(draw, *, max_size=80, zero_weights=True):
 # ---------------------------------------------------------------------------
 
 
-@given(problem=binary_problem(), drop=st.sampled_from([True, False, "default"]))
+# drop_intermediate drops a point when a second difference of the cumulative
+# weights is exactly 0: dyadic weights keep that decision free of rounding.
+@given(
+    problem=binary_problem(dyadic=True),
+    drop=st.sampled_from([True, False, "default"]),
+)
 def test_roc_curve_matches_sklearn(backend, problem, drop):
     y_true, y_score, kwargs = problem
     if drop != "default":
@@ -57,7 +62,10 @@ def test_roc_curve_matches_sklearn(backend, problem, drop):
     compare("roc_curve", y_true, y_score, **kwargs)
 
 
-@given(problem=binary_problem(), drop=st.sampled_from([True, False, "default"]))
+@given(
+    problem=binary_problem(dyadic=True),
+    drop=st.sampled_from([True, False, "default"]),
+)
 def test_precision_recall_curve_matches_sklearn(backend, problem, drop):
     y_true, y_score, kwargs = problem
     if drop != "default":
@@ -363,6 +371,32 @@ def test_score_dtypes(backend):
     tiny = np.array([5e-324, 1e-310, -5e-324, 1e308, -1e308, 0.0])
     compare("roc_curve", [0, 1, 0, 1, 0, 1], tiny, drop_intermediate=False)
     compare("roc_auc_score", [0, 1, 0, 1, 0, 1], tiny)
+
+
+def test_average_precision_tiny_weights(backend):
+    # one tie group: AP = precision = w / (1 + w), about w; a product of two tiny
+    # weights must not underflow on the way (1e-300 ** 2 is 0 in float64)
+    for w2 in (3.1856633e-159, 1e-300):
+        out = compare(
+            "average_precision_score", [0, 1], [0.0, 0.0], sample_weight=[1.0, w2]
+        )
+        np.testing.assert_allclose(out.value, w2, rtol=1e-12)
+    compare(
+        "roc_curve", [0, 1, 1], [0.0, 0.0, 1.0], sample_weight=[1.0, 1e-300, 1e-300]
+    )
+    compare("roc_auc_score", [0, 1, 1], [0.0, 0.0, 1.0], sample_weight=[1e-300, 1, 1])
+
+
+def test_roc_curve_drop_intermediate_float_weights(backend):
+    # with non-dyadic weights the collinearity test is decided by rounding;
+    # drop_intermediate=False must still match to 1e-12
+    y = [-1] * 6
+    s = [0.0, -2.0, -1.0, 1.0, 0.0, 0.5]
+    w = [0.1, 0.5, 0.5, 1.0, 0.1, 0.0]
+    compare("roc_curve", y, s, sample_weight=w, drop_intermediate=False)
+    with pytest.warns(UndefinedMetricWarning):  # no positives: tpr is nan
+        fpr, tpr, thr = gm.roc_curve(y, s, sample_weight=w, drop_intermediate=True)
+    assert fpr[0] == 0 and fpr[-1] == 1 and thr[0] == np.inf
 
 
 def test_weights_zero_and_negative(backend):

@@ -46,7 +46,9 @@ def regression_problem(draw, max_size=60):
             y, p = np.round(y).astype(np.int64), np.round(p).astype(np.int64)
         else:
             y, p = y.astype(np.float32), p.astype(np.float32)
-    sample_weight = draw(weights(n, allow_zero=True))
+    # a constant y_true must stay constant in sklearn's weighted mean (else r2 is
+    # 1 - sse / 1e-31): dyadic weights there
+    sample_weight = draw(weights(n, allow_zero=True, dyadic=mode == "constant"))
     return y, p, sample_weight, k
 
 
@@ -135,6 +137,19 @@ def test_r2_constant_y_true(backend, force_finite):
         sample_weight=[0, 1, 1],
         force_finite=force_finite,
     )
+
+
+def test_r2_constant_y_true_with_float_weights(backend):
+    # sum(w * 1.5) / sum(w) is 1.5 + 1 ulp for these weights in sklearn, which
+    # makes ss_tot ~1e-31 and r2 ~ -4e29; exactly 0 (force_finite) is the better
+    # answer, and both are accepted: finite, at most 0, and sklearn's sign.
+    y = np.full(30, 1.5)
+    p = y.copy()
+    p[-1] = 2.5
+    w = np.zeros(30)
+    w[-3:] = [1.0, 0.1, 0.1]
+    got = gm.r2_score(y, p, sample_weight=w)
+    assert isinstance(got, float) and got <= 0.0
 
 
 def test_r2_single_sample_is_nan_and_warns(backend):
