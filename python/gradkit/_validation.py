@@ -100,6 +100,8 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
         )
     if w.shape != (n_samples,):
         raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n_samples,)}!")
+    if not w.any():
+        raise ValueError("Sample weights must contain at least one non-zero number.")
     return as_kernel_float(w).astype(np.float64, copy=False)
 
 
@@ -200,6 +202,9 @@ def _table_from_kernel(
 
 def _slow_check_targets(y_true: Any, y_pred: Any) -> tuple[str, np.ndarray, Any, Any]:
     """sklearn's _check_targets, written with its public helpers and messages."""
+    for y in (y_true, y_pred):
+        if isinstance(y, np.ndarray) and y.dtype == object:
+            np.unique(y)  # mixed types raise TypeError here, as sklearn's do
     check_consistent_length(y_true, y_pred)
     type_true = type_of_target(y_true, input_name="y_true")
     type_pred = type_of_target(y_pred, input_name="y_pred")

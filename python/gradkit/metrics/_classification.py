@@ -78,6 +78,14 @@ def _label_indices(targets: LabelCounts, labels: Any) -> np.ndarray:
     return np.where(found, pos, -1)
 
 
+def _last_occurrence_only(labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """A label listed twice counts at its last position only (sklearn's label dict)."""
+    _, last_in_reversed = np.unique(labels[::-1], return_index=True)
+    keep = np.zeros(len(labels), bool)
+    keep[len(labels) - 1 - last_in_reversed] = True
+    return np.where(keep, idx, -1)
+
+
 def _restrict(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """table[idx][:, idx] with zero rows and columns where idx == -1."""
     k = len(idx)
@@ -118,7 +126,7 @@ def confusion_matrix(
         true_present = targets.counts.any(axis=1)
         if not np.any(true_present[idx[idx >= 0]]):
             raise ValueError("At least one label specified must be in y_true")
-        cm = _restrict(table, idx)
+        cm = _restrict(table, _last_occurrence_only(labels, idx))
     with np.errstate(all="ignore"):
         if normalize == "true":
             cm = cm / cm.sum(axis=1, keepdims=True)
@@ -127,15 +135,19 @@ def confusion_matrix(
         elif normalize == "all":
             cm = cm / cm.sum()
         cm = np.nan_to_num(cm)
+    _warn_if_single_label(cm)
+    return cm
+
+
+def _warn_if_single_label(cm: np.ndarray) -> None:
     if cm.shape == (1, 1):
         warnings.warn(
             "A single label was found in 'y_true' and 'y_pred'. For the confusion "
             "matrix to have the correct shape, use the 'labels' parameter to pass "
             "all known labels.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return cm
 
 
 def matthews_corrcoef(y_true: Any, y_pred: Any, *, sample_weight: Any = None) -> float:
@@ -144,6 +156,7 @@ def matthews_corrcoef(y_true: Any, y_pred: Any, *, sample_weight: Any = None) ->
     if not isinstance(targets, LabelCounts):
         raise ValueError(f"{targets.y_type} is not supported")
     cm = targets.table
+    _warn_if_single_label(cm)
     t_sum = cm.sum(axis=1, dtype=np.float64)
     p_sum = cm.sum(axis=0, dtype=np.float64)
     n_correct = np.trace(cm, dtype=np.float64)
@@ -166,6 +179,7 @@ def balanced_accuracy_score(
     if not isinstance(targets, LabelCounts):
         raise ValueError(f"{targets.y_type} is not supported")
     cm = targets.table
+    _warn_if_single_label(cm)
     with np.errstate(divide="ignore", invalid="ignore"):
         per_class = np.diag(cm) / cm.sum(axis=1)
     if np.any(np.isnan(per_class)):
@@ -271,6 +285,9 @@ def _label_sums(
     """tp, pred and true sums per requested label from the joint table."""
     table = targets.table
     tp, pred, true = np.diag(table), table.sum(axis=0), table.sum(axis=1)
+    if not tp.any() and targets.weighted is None:
+        # sklearn's counts come out float64 when no sample has y_true == y_pred.
+        tp, pred, true = (a.astype(np.float64) for a in (tp, pred, true))
     if labels is None:
         return tp, pred, true
     idx = _label_indices(targets, labels)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import auc as auc_trapezoid
 from sklearn.preprocessing import label_binarize
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
@@ -82,11 +83,21 @@ def _binary_problem(
         raise ValueError(f"{y_type} format is not supported")
     pos_label = _check_pos_label(pos_label, labels)
     check_consistent_length(y, y_score, sample_weight)
+    if _has_strings(y_score):
+        # sklearn sorts such scores, then fails to take their differences.
+        raise TypeError("y_score must be numeric; got strings.")
     scores = _scores_1d(y_score)
     if sample_weight is not None:
         sample_weight = column_or_1d(sample_weight)
     w = check_sample_weight(sample_weight, scores.shape[0])
     return _positive_mask(y, pos_label), scores, w
+
+
+def _has_strings(values: Any) -> bool:
+    array = np.asarray(values)
+    if array.dtype.kind in "US":
+        return True
+    return array.dtype == object and any(isinstance(v, (str, bytes)) for v in array.flat)
 
 
 def _curve(
@@ -104,9 +115,18 @@ def roc_curve(
     drop_intermediate: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Receiver operating characteristic (sklearn.metrics.roc_curve)."""
-    fps, tps, thresholds = _curve(
-        *_binary_problem(y_true, y_score, sample_weight, pos_label)
-    )
+    problem = _binary_problem(y_true, y_score, sample_weight, pos_label)
+    return _roc(*problem, drop_intermediate=drop_intermediate)
+
+
+def _roc(
+    pos: np.ndarray,
+    scores: np.ndarray,
+    w: np.ndarray | None,
+    drop_intermediate: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fpr, tpr, thresholds of a binary problem, with sklearn's warnings."""
+    fps, tps, thresholds = _curve(pos, scores, w)
     if drop_intermediate and fps.shape[0] > 2:
         optimal = np.flatnonzero(
             np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
@@ -119,7 +139,7 @@ def roc_curve(
         warnings.warn(
             "No negative samples in y_true, false positive value should be meaningless",
             UndefinedMetricWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         fpr = np.full(fps.shape, np.nan)
     else:
@@ -128,7 +148,7 @@ def roc_curve(
         warnings.warn(
             "No positive samples in y_true, true positive value should be meaningless",
             UndefinedMetricWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         tpr = np.full(tps.shape, np.nan)
     else:
@@ -174,25 +194,24 @@ def _binary_roc_auc(
     pos: np.ndarray, scores: np.ndarray, w: np.ndarray | None, max_fpr: Any = None
 ) -> float:
     """sklearn's _binary_roc_auc_score on a 0/1 column."""
-    if max_fpr is None or max_fpr == 1:
-        auc, _pos_weight, _neg_weight = _kernel().binary_auc(
-            pos, scores, w, _config.n_threads()
-        )
-        if np.isnan(auc):
-            _warn_one_class()
-        return float(auc)
-    if not (pos.any() and not pos.all()):
+    if pos.all() or not pos.any():
         _warn_one_class()
         return np.nan
-    fps, tps, _ = _curve(pos, scores, w)
-    fpr = np.r_[0.0, fps] / fps[-1]
-    tpr = np.r_[0.0, tps] / tps[-1]
+    if max_fpr is None or max_fpr == 1:
+        auc, _, _ = _kernel().binary_auc(pos, scores, w, _config.n_threads())
+        if not np.isnan(auc):
+            return float(auc)
+        # Both classes are present but one has zero total weight: sklearn's curve
+        # and auc then warn and fail; take the same road for the same outcome.
+        fpr, tpr, _ = _roc(pos, scores, w)
+        return float(auc_trapezoid(fpr, tpr))
+    fpr, tpr, _ = _roc(pos, scores, w)
     stop = np.searchsorted(fpr, max_fpr, "right")
     x_interp = [fpr[stop - 1], fpr[stop]]
     y_interp = [tpr[stop - 1], tpr[stop]]
     tpr = np.append(tpr[:stop], np.interp(max_fpr, x_interp, y_interp))
     fpr = np.append(fpr[:stop], max_fpr)
-    partial_auc = np.trapezoid(tpr, fpr)
+    partial_auc = auc_trapezoid(fpr, tpr)
     # McClish correction: 0.5 for a non-discriminant model, 1 for a perfect one.
     min_area = 0.5 * max_fpr**2
     max_area = max_fpr

@@ -42,18 +42,20 @@ def _check_multioutput(
     return multioutput
 
 
-def _regression_stats(
+def _check_reg_targets(
     y_true: Any,
     y_pred: Any,
     sample_weight: Any,
     multioutput: Any,
     func: str,
     allowed: tuple,
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
-    """sklearn's _check_reg_targets, then (sum_w, sse, sae, mean, ss_tot) per output."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]:
+    """sklearn's _check_reg_targets: (n, k) float64 arrays, weights, multioutput."""
     check_consistent_length(y_true, y_pred, sample_weight)
-    y_true = check_array(y_true, ensure_2d=False, dtype="numeric", input_name="y_true")
-    y_pred = check_array(y_pred, ensure_2d=False, dtype="numeric", input_name="y_pred")
+    # sklearn converts to its common float dtype (so numeric strings are accepted);
+    # gradkit always computes in float64.
+    y_true = check_array(y_true, ensure_2d=False, dtype=np.float64, input_name="y_true")
+    y_pred = check_array(y_pred, ensure_2d=False, dtype=np.float64, input_name="y_pred")
     w = check_sample_weight(sample_weight, y_true.shape[0])
     y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
     y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
@@ -63,13 +65,18 @@ def _regression_stats(
             f"({y_true.shape[1]}!={y_pred.shape[1]})"
         )
     multioutput = _check_multioutput(multioutput, y_true.shape[1], func, allowed)
-    if w is not None and w.sum() == 0:
+    return np.ascontiguousarray(y_true), np.ascontiguousarray(y_pred), w, multioutput
+
+
+def _regression_stats(
+    y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray | None
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sum_w, sse, sae, mean_true, ss_tot) per output, from one kernel call."""
+    if w is not None and w.sum() == 0:  # only possible with negative weights
         raise ZeroDivisionError("Weights sum to zero, can't be normalized")
-    as_f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)
-    stats = _config.kernels("metrics").regression_stats(
-        as_f64(y_true), as_f64(y_pred), w, _config.n_threads()
+    return _config.kernels("metrics").regression_stats(
+        y_true, y_pred, w, _config.n_threads()
     )
-    return (*stats, multioutput)
 
 
 def _average_outputs(errors: np.ndarray, multioutput: Any) -> Any:
@@ -88,7 +95,7 @@ def mean_squared_error(
     multioutput: Any = "uniform_average",
 ) -> Any:
     """Mean squared error regression loss (sklearn.metrics.mean_squared_error)."""
-    sum_w, sse, _, _, _, multioutput = _regression_stats(
+    *arrays, multioutput = _check_reg_targets(
         y_true,
         y_pred,
         sample_weight,
@@ -96,6 +103,7 @@ def mean_squared_error(
         "mean_squared_error",
         _MULTIOUTPUT[:2],
     )
+    sum_w, sse, _, _, _ = _regression_stats(*arrays)
     return _average_outputs(sse / sum_w, multioutput)
 
 
@@ -107,7 +115,7 @@ def mean_absolute_error(
     multioutput: Any = "uniform_average",
 ) -> Any:
     """Mean absolute error regression loss (sklearn.metrics.mean_absolute_error)."""
-    sum_w, _, sae, _, _, multioutput = _regression_stats(
+    *arrays, multioutput = _check_reg_targets(
         y_true,
         y_pred,
         sample_weight,
@@ -115,6 +123,7 @@ def mean_absolute_error(
         "mean_absolute_error",
         _MULTIOUTPUT[:2],
     )
+    sum_w, _, sae, _, _ = _regression_stats(*arrays)
     return _average_outputs(sae / sum_w, multioutput)
 
 
@@ -134,18 +143,17 @@ def r2_score(
         )
     if sample_weight is not None:
         sample_weight = column_or_1d(sample_weight)
-    n = len(y_pred) if not hasattr(y_pred, "shape") else y_pred.shape[0]
-    if n < 2:
-        check_consistent_length(y_true, y_pred, sample_weight)
+    *arrays, multioutput = _check_reg_targets(
+        y_true, y_pred, sample_weight, multioutput, "r2_score", _MULTIOUTPUT + (None,)
+    )
+    if arrays[0].shape[0] < 2:
         warnings.warn(
             "R^2 score is not well-defined with less than two samples.",
             UndefinedMetricWarning,
             stacklevel=2,
         )
         return float("nan")
-    _, numerator, _, _, denominator, multioutput = _regression_stats(
-        y_true, y_pred, sample_weight, multioutput, "r2_score", _MULTIOUTPUT + (None,)
-    )
+    _, numerator, _, _, denominator = _regression_stats(*arrays)
     nonzero_denominator = denominator != 0
     if not force_finite:
         scores = 1 - (numerator / denominator)  # sklearn warns on 0/0 here too
