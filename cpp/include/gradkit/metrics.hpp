@@ -385,17 +385,27 @@ template <class Acc> struct AucFold {
   }
 };
 
-// The sum over tie groups of pos_g * precision_g, and the cumulative class totals.
+// The class-1 total, group by group as the other folds add it.
+template <class Acc> struct PositiveFold {
+  Acc total = 0;
+  void operator()(Acc closes, double, Acc pos_g, Acc) { total += closes * pos_g; }
+};
+
+// The average precision: the sum over tie groups of (pos_g / pos_total) *
+// precision_g, as the contract writes it (the recall step first: pos_g * precision_g
+// can underflow where the average does not, with tiny weights).
 template <class Acc> struct ApFold {
+  double pos_total;
   Acc tp = 0, fp = 0;
-  double sum = 0.0;
+  double ap = 0.0;
   void operator()(Acc closes, double, Acc pos_g, Acc neg_g) {
     tp += closes * pos_g;
     fp += closes * neg_g;
     const Acc predicted = tp + fp;
     const double precision =
         predicted != 0 ? static_cast<double>(tp) / static_cast<double>(predicted) : 0.0;
-    sum += static_cast<double>(closes) * (static_cast<double>(pos_g) * precision);
+    ap += static_cast<double>(closes) *
+          ((static_cast<double>(pos_g) / pos_total) * precision);
   }
 };
 
@@ -480,16 +490,22 @@ ApResult binary_average_precision(const std::uint8_t *y_true, const S *y_score,
                                   const double *w, std::int64_t n, int n_threads) {
   detail::RankedSamples<order_key_t<S>> ranked;
   detail::rank_samples(y_true, y_score, w, n, n_threads, ranked);
-  double sum = 0.0, pos_total = 0.0;
+  double ap = std::numeric_limits<double>::quiet_NaN(), pos_total = 0.0;
   detail::with_accumulator(w != nullptr, [&](auto zero) {
     using Acc = decltype(zero);
-    const auto fold = detail::walk_tie_groups<Acc>(ranked, detail::ApFold<Acc>{});
-    sum = fold.sum;
-    pos_total = static_cast<double>(fold.tp);
+    // the total first: every group's recall step divides by it
+    if constexpr (std::is_same_v<Acc, double>) {
+      pos_total =
+          detail::walk_tie_groups<Acc>(ranked, detail::PositiveFold<Acc>{}).total;
+    } else { // a count: any order gives it exactly
+      std::int64_t positives = 0;
+      for (std::int64_t i = 0; i < ranked.n; ++i)
+        positives += ranked.positive[i];
+      pos_total = static_cast<double>(positives);
+    }
+    if (pos_total != 0.0)
+      ap = detail::walk_tie_groups<Acc>(ranked, detail::ApFold<Acc>{pos_total}).ap;
   });
-  // sum over groups of pos_g * precision_g, over the total positive weight
-  const double ap =
-      pos_total == 0.0 ? std::numeric_limits<double>::quiet_NaN() : sum / pos_total;
   return {ap, pos_total};
 }
 
