@@ -54,8 +54,18 @@ def _check_reg_targets(
     check_consistent_length(y_true, y_pred, sample_weight)
     # sklearn converts to its common float dtype (so numeric strings are accepted);
     # gradkit always computes in float64.
-    y_true = check_array(y_true, ensure_2d=False, dtype=np.float64, input_name="y_true")
-    y_pred = check_array(y_pred, ensure_2d=False, dtype=np.float64, input_name="y_pred")
+    # NaN and inf are looked for after the kernel (see _regression_stats): they
+    # make its sums non-finite, so valid input pays no separate pass for them.
+    y_true, y_pred = (
+        check_array(
+            y,
+            ensure_2d=False,
+            dtype=np.float64,
+            ensure_all_finite=False,
+            input_name=name,
+        )
+        for y, name in ((y_true, "y_true"), (y_pred, "y_pred"))
+    )
     w = check_sample_weight(sample_weight, y_true.shape[0])
     y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
     y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
@@ -74,9 +84,14 @@ def _regression_stats(
     """(sum_w, sse, sae, mean_true, ss_tot) per output, from one kernel call."""
     if w is not None and w.sum() == 0:  # only possible with negative weights
         raise ZeroDivisionError("Weights sum to zero, can't be normalized")
-    return _config.kernels("metrics").regression_stats(
+    stats = _config.kernels("metrics").regression_stats(
         y_true, y_pred, w, _config.n_threads()
     )
+    if not all(np.isfinite(stats[i]).all() for i in (1, 3)):
+        # A NaN or inf in the input, or an overflow: sklearn's check tells which.
+        for y, name in ((y_true, "y_true"), (y_pred, "y_pred")):
+            check_array(y, ensure_2d=False, input_name=name)
+    return stats
 
 
 def _average_outputs(errors: np.ndarray, multioutput: Any) -> Any:
