@@ -29,7 +29,13 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from gradkit._numba.sort import _all_bits, _sign_bit, key_to_bits, order_key, radix_sort
+from gradkit._numba.sort import (
+    key_all_bits,
+    key_sign_bit,
+    key_to_bits,
+    order_key,
+    radix_sort,
+)
 
 __all__ = [
     "label_table",
@@ -49,9 +55,10 @@ BLOCK = 256
 
 _KERNEL = dict(cache=True, nogil=True, error_model="numpy")
 _PARALLEL = dict(cache=True, nogil=True, error_model="numpy", parallel=True)
-#: Small helpers that branch on `w is None`: compiled per signature (numba prunes
-#: the branch on an argument, not on an inlined copy of it), then inlined by LLVM.
-_HELPER = dict(cache=True, nogil=True, error_model="numpy")
+#: Small helpers that branch on `w is None` are plain kernels, not inline="always":
+#: numba prunes such a branch per signature on an argument, not on an IR-inlined
+#: copy of it; LLVM inlines them all the same.
+_HELPER = _KERNEL
 _U64 = np.uint64
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
@@ -196,7 +203,9 @@ def _label_table_chunk(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum):
         for i in range(0, grouped, 4):
             for s in range(4):
                 at = (s & (n_sub - 1)) * stride
-                _count_pair(tb[i + s], pb[i + s], wb, i + s, lo, hi, width, at, counts, wsum)
+                _count_pair(
+                    tb[i + s], pb[i + s], wb, i + s, lo, hi, width, at, counts, wsum
+                )
         for i in range(grouped, m):
             _count_pair(tb[i], pb[i], wb, i, lo, hi, width, 0, counts, wsum)
     if n and (vmin < -_LABEL_LIMIT or vmax > _LABEL_LIMIT):
@@ -255,11 +264,17 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
     lo = np.int64(lo)
     if t == 1:
         stats = np.array(
-            [_label_table_chunk(y_true, y_pred, w, lo, hi, width, n_sub, counts[0], wsum[0])]
+            [
+                _label_table_chunk(
+                    y_true, y_pred, w, lo, hi, width, n_sub, counts[0], wsum[0]
+                )
+            ]
         )
     else:
         stats = np.empty((t, 3), np.int64)
-        _label_table_parallel(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum, stats)
+        _label_table_parallel(
+            y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum, stats
+        )
     table = _fold_tables(counts, n_sub)
     weighted = None
     if w is not None:
@@ -267,7 +282,14 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
     flags = int(np.bitwise_or.reduce(stats[:, 2]))
     status = 3 if flags & 4 else 2 if flags & 2 else 1 if flags & 1 else 0
     vmin, vmax = (int(stats[:, 0].min()), int(stats[:, 1].max())) if n else (0, -1)
-    return table[:cells].reshape(width, width), weighted, int(table[cells]), vmin, vmax, status
+    return (
+        table[:cells].reshape(width, width),
+        weighted,
+        int(table[cells]),
+        vmin,
+        vmax,
+        status,
+    )
 
 
 # --------------------------------------------------------------------------------
@@ -278,7 +300,6 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
 #: Below this many samples the unweighted AUC is summed exactly in int64 (twice
 #: the area is at most n**2 / 2), as the C++ twin does.
 _EXACT_AUC_ROWS = 1 << 31
-_NO_WEIGHTS = np.empty(0, np.float64)
 
 
 @njit(**_KERNEL)
@@ -297,8 +318,8 @@ def _rank_fill(y_true, bits, w, at, keys, flags, weights):
     The key is the complement of the score's order key, so that ascending keys are
     descending scores. Returns (OR of key ^ first key, first key) of the chunk.
     """
-    all_bits = _all_bits(keys)
-    sign = _sign_bit(keys)
+    all_bits = key_all_bits(keys)
+    sign = key_sign_bit(keys)
     first = _U64(0)
     diff = _U64(0)
     if w is None:
@@ -367,7 +388,7 @@ def _ranked(y_true, y_score, w, n_threads):
     bits = y_score.view(np.uint64 if y_score.dtype.itemsize == 8 else np.uint32)
     keys = np.empty(n, bits.dtype)
     flags = np.empty(n, np.uint8)
-    weights = np.empty(n if w is not None else 0, np.float64)
+    weights = None if w is None else np.empty(n, np.float64)
     t = _n_chunks(n, n_threads)
     if t == 1:
         m = n if w is None else _rank_count(w)
@@ -375,18 +396,19 @@ def _ranked(y_true, y_score, w, n_threads):
     else:
         m, diff = _rank_parallel(y_true, bits, w, t, keys, flags, weights)
     m = int(m)
-    keys, flags, weights = keys[:m], flags[:m], weights[:m]
+    keys, flags = keys[:m], flags[:m]
+    weights = None if w is None else weights[:m]
     radix_sort(
         keys,
         flags,
         weights,
         np.empty_like(keys),
         np.empty_like(flags),
-        np.empty_like(weights),
+        None if w is None else np.empty_like(weights),
         int(diff).bit_length(),
         n_threads,
     )
-    return keys, flags, (None if w is None else weights)
+    return keys, flags, weights
 
 
 # The walks close a tie group when the key changes. The sums are those of the C++
@@ -464,12 +486,33 @@ def _precision(tps, fps):
 
 
 @njit(**_KERNEL)
+def _positive_total(keys, flags, weights):
+    """The positive weight (count), summed group by group as the walks do."""
+    current = keys[0]
+    total = 0.0
+    pos_g = 0.0
+    for i in range(keys.size):
+        k, wp, _ = _sample(keys, flags, weights, i)
+        new = np.float64(k != current)
+        total += new * pos_g
+        pos_g = pos_g * (1.0 - new) + wp
+        current = k
+    return total + pos_g
+
+
+@njit(**_KERNEL)
 def _ap_walk(keys, flags, weights):
     m = keys.size
     if m == 0:
         return math.nan, 0.0
+    # Each group's recall step pos_g / pos_total is taken before the product with
+    # its precision, as the contract writes it: pos_g * precision can underflow
+    # where the AP itself does not (tiny weights). Hence a first walk for the total.
+    pos_total = _positive_total(keys, flags, weights)
+    if pos_total == 0.0:
+        return math.nan, pos_total
     current = keys[0]
-    total = 0.0
+    ap = 0.0
     tps = 0.0  # cumulative weights (counts) of the closed groups
     fps = 0.0
     pos_g = 0.0
@@ -477,8 +520,8 @@ def _ap_walk(keys, flags, weights):
     for i in range(m):
         k, wp, wn = _sample(keys, flags, weights, i)
         new = np.float64(k != current)
-        # pos_g * the precision the group closes with, were it to close now
-        total += new * (pos_g * _precision(tps + pos_g, fps + neg_g))
+        # the group's term, were it to close now
+        ap += new * ((pos_g / pos_total) * _precision(tps + pos_g, fps + neg_g))
         tps += new * pos_g
         fps += new * neg_g
         pos_g = pos_g * (1.0 - new) + wp
@@ -486,20 +529,19 @@ def _ap_walk(keys, flags, weights):
         current = k
     tps += pos_g
     fps += neg_g
-    total += pos_g * _precision(tps, fps)
-    if tps == 0.0:
-        return math.nan, tps
-    return total / tps, tps
+    ap += (pos_g / pos_total) * _precision(tps, fps)
+    return ap, pos_total
 
 
 @njit(**_KERNEL)
 def _curve_walk(keys, flags, weights, fps, tps, threshold_bits):
-    """Fill fps, tps, threshold_bits (raw float bits) per tie group; returns the count."""
+    """Fill fps, tps, threshold_bits (raw float bits) per tie group; returns how
+    many groups there are."""
     m = keys.size
     if m == 0:
         return 0
-    sign = _sign_bit(keys)
-    all_bits = _all_bits(keys)
+    sign = key_sign_bit(keys)
+    all_bits = key_all_bits(keys)
     current = keys[0]
     g = 0
     tp = 0.0  # cumulative weights (counts) of the closed groups
@@ -709,7 +751,7 @@ def _second_term(t, w, mean, i):
 
 @njit(**_KERNEL)
 def _second_one_column(t, w, mean):
-    """Blocked sum of w * (t - mean)**2 over one chunk of one column, as a (1,) array."""
+    """Blocked sum of w * (t - mean)**2 over one chunk of one column, as (1,)."""
     n = t.size
     total = np.zeros(1)
     for b in range(0, n, BLOCK):
@@ -786,7 +828,7 @@ def _column_sums(t, p, w, mean, second):
     return _sums_columns(t, p, w, mean, second)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(**_PARALLEL)
 def _chunked_sums(y_true, y_pred, w, mean, second, t):
     """_column_sums of t chunks, added in chunk order."""
     n, k = y_true.shape
@@ -845,7 +887,7 @@ def _all_finite_chunk(bits):
     return True
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(**_PARALLEL)
 def _all_finite_parallel(bits, t):
     n = bits.size
     ok = np.empty(t, np.bool_)

@@ -12,14 +12,15 @@ in parallel at the top) that splits the rows into buckets, again and again, unti
 bucket fits in a core's cache (LEAF_ROWS); a leaf bucket is then finished by an LSD
 radix sort on its remaining low bits, with all its digit histograms counted in one
 pass and every pass whose digit is the same for all its keys skipped. A plain LSD
-sort streams the whole array through memory once per digit (eight times for a
-float64 key with 8-bit digits); this streams it about three times, and the leaves,
-which hold most of the passes, run in cache. Buckets are independent, so the result
-never depends on the thread count.
+sort streams the whole array through memory once per digit (six to eight times
+for a float64 key); this streams it about three times, and the leaves, which hold
+most of the passes, run in cache. Buckets are independent, so the result never
+depends on the thread count. Unlike the C++ twin, an MSD split takes only as many
+bits as its bucket needs (_split_width); the order is the same, the sort faster.
 
-Rows travel as three columns: the key, a uint8 flag and, when with_weights, a
-float64 weight. Every function takes the columns of the data (a_*) and of a scratch
-space of the same size (b_*); the result ends in the data columns.
+Rows travel as three columns: the key, a uint8 flag, and a float64 weight or None.
+The functions take the columns of the data (ak, af, aw) and of a scratch space of
+the same size (bk, bf, bw); radix_sort leaves its result in the data columns.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ INSERTION_ROWS = 32
 MIN_CHUNK = 1 << 16
 
 _U64 = np.uint64
+_HELPER = dict(cache=True, nogil=True)  # see the note above _move
 _SIGN64 = np.uint64(1 << 63)
 _SIGN32 = np.uint64(1 << 31)
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -60,13 +62,13 @@ _STACK_SIZE = ((64 + MSD_BITS - 1) // MSD_BITS + 1) * _MSD_BUCKETS
 
 
 @njit(inline="always")
-def _sign_bit(keys):
+def key_sign_bit(keys):
     # keys.itemsize is a compile-time constant of the array type.
     return _SIGN64 if keys.itemsize == 8 else _SIGN32
 
 
 @njit(inline="always")
-def _all_bits(keys):
+def key_all_bits(keys):
     return ~_U64(0) if keys.itemsize == 8 else _LOW32
 
 
@@ -109,60 +111,69 @@ def _digit(key, shift, mask):
     return (_U64(key) >> _U64(shift)) & mask
 
 
-@njit(inline="always")
-def _move(sk, sf, sw, dk, df, dw, with_weights, i, at):
+# The weight column is None when there is none: numba compiles the `is None`
+# branches away, per signature, in these helpers (not IR-inlined, so that their
+# arguments stay arguments; LLVM inlines them).
+
+
+@njit(**_HELPER)
+def _move(sk, sf, sw, dk, df, dw, i, at):
     dk[at] = sk[i]
     df[at] = sf[i]
-    if with_weights:
+    if sw is not None:
         dw[at] = sw[i]
 
 
-@njit(inline="always")
-def _copy_rows(sk, sf, sw, dk, df, dw, with_weights, lo, hi):
-    dk[lo:hi] = sk[lo:hi]
-    df[lo:hi] = sf[lo:hi]
-    if with_weights:
-        dw[lo:hi] = sw[lo:hi]
+@njit(**_HELPER)
+def _copy_rows(sk, sf, sw, dk, df, dw, lo, hi):
+    # A loop compiles much faster than numba's slice assignment.
+    for i in range(lo, hi):
+        _move(sk, sf, sw, dk, df, dw, i, i)
 
 
-@njit(inline="always")
-def _scatter(sk, sf, sw, dk, df, dw, with_weights, lo, hi, shift, mask, offsets):
+# The sorting steps below are plain kernels rather than inline="always": each is
+# called with the two sides of the data in either order, and as a kernel it is
+# compiled once for both instead of once per call site.
+
+
+@njit(**_HELPER)
+def _scatter(sk, sf, sw, dk, df, dw, lo, hi, shift, mask, offsets):
     """Move rows [lo, hi) of s to d, each to offsets[its digit]++ (absolute rows)."""
     for i in range(lo, hi):
         d = _digit(sk[_U64(i)], shift, mask)
         at = _U64(offsets[d])
         offsets[d] += 1
-        _move(sk, sf, sw, dk, df, dw, with_weights, _U64(i), at)
+        _move(sk, sf, sw, dk, df, dw, _U64(i), at)
 
 
-@njit(inline="always")
-def _insertion_sort(k, f, w, with_weights, lo, hi):
+@njit(**_HELPER)
+def _insertion_sort(k, f, w, lo, hi):
     for i in range(lo + 1, hi):
         key = k[i]
         flag = f[i]
-        weight = w[i] if with_weights else 0.0
+        weight = 0.0 if w is None else w[i]
         j = i
         while j > lo and k[j - 1] > key:
             k[j] = k[j - 1]
             f[j] = f[j - 1]
-            if with_weights:
+            if w is not None:
                 w[j] = w[j - 1]
             j -= 1
         k[j] = key
         f[j] = flag
-        if with_weights:
+        if w is not None:
             w[j] = weight
 
 
-@njit(inline="always")
-def _leaf_sort(ak, af, aw, bk, bf, bw, with_weights, lo, hi, bits, into_b, hist):
+@njit(**_HELPER)
+def _leaf_sort(ak, af, aw, bk, bf, bw, lo, hi, bits, into_b, hist):
     """LSD sort of rows [lo, hi) of a on their low `bits` bits (the higher ones are
     equal); the result ends in b when into_b, else in a. hist: scratch counters."""
     n = hi - lo
     if n <= INSERTION_ROWS:
-        _insertion_sort(ak, af, aw, with_weights, lo, hi)
+        _insertion_sort(ak, af, aw, lo, hi)
         if into_b:
-            _copy_rows(ak, af, aw, bk, bf, bw, with_weights, lo, hi)
+            _copy_rows(ak, af, aw, bk, bf, bw, lo, hi)
         return
     digits = (bits + LEAF_BITS - 1) // LEAF_BITS
     hist[: digits * _LEAF_BUCKETS] = 0
@@ -182,18 +193,18 @@ def _leaf_sort(ak, af, aw, bk, bf, bw, with_weights, lo, hi, bits, into_b, hist)
             offsets[v] = start
             start += c
         if in_b:
-            _scatter(bk, bf, bw, ak, af, aw, with_weights, lo, hi, shift, _LEAF_MASK, offsets)
+            _scatter(bk, bf, bw, ak, af, aw, lo, hi, shift, _LEAF_MASK, offsets)
         else:
-            _scatter(ak, af, aw, bk, bf, bw, with_weights, lo, hi, shift, _LEAF_MASK, offsets)
+            _scatter(ak, af, aw, bk, bf, bw, lo, hi, shift, _LEAF_MASK, offsets)
         in_b = not in_b
     if in_b and not into_b:
-        _copy_rows(bk, bf, bw, ak, af, aw, with_weights, lo, hi)
+        _copy_rows(bk, bf, bw, ak, af, aw, lo, hi)
     elif into_b and not in_b:
-        _copy_rows(ak, af, aw, bk, bf, bw, with_weights, lo, hi)
+        _copy_rows(ak, af, aw, bk, bf, bw, lo, hi)
 
 
-@njit(inline="always")
-def _msd_split(sk, sf, sw, dk, df, dw, with_weights, lo, hi, shift, width, offsets):
+@njit(**_HELPER)
+def _msd_split(sk, sf, sw, dk, df, dw, lo, hi, shift, width, offsets):
     """Count the digit [shift, shift + width) of rows [lo, hi) of s; unless it is
     the same for all, scatter them to d. Returns False when it was the same.
     offsets ends as the end row of each bucket."""
@@ -209,20 +220,20 @@ def _msd_split(sk, sf, sw, dk, df, dw, with_weights, lo, hi, shift, width, offse
         c = offsets[v]
         offsets[v] = start
         start += c
-    _scatter(sk, sf, sw, dk, df, dw, with_weights, lo, hi, shift, mask, offsets)
+    _scatter(sk, sf, sw, dk, df, dw, lo, hi, shift, mask, offsets)
     return True
 
 
 @njit(cache=True, nogil=True)
-def msd_sort(ak, af, aw, bk, bf, bw, with_weights, lo, hi, bits, in_b, into_b):
+def _msd_sort(ak, af, aw, bk, bf, bw, lo, hi, bits, in_b, into_b):
     """Sort rows [lo, hi), now in b when in_b (else in a), on their low `bits` bits;
     the result ends in b when into_b, else in a."""
     if hi - lo < 2:
         if in_b != into_b and hi > lo:
             if in_b:
-                _copy_rows(bk, bf, bw, ak, af, aw, with_weights, lo, hi)
+                _copy_rows(bk, bf, bw, ak, af, aw, lo, hi)
             else:
-                _copy_rows(ak, af, aw, bk, bf, bw, with_weights, lo, hi)
+                _copy_rows(ak, af, aw, bk, bf, bw, lo, hi)
         return
     hist = np.empty(((64 + LEAF_BITS - 1) // LEAF_BITS) * _LEAF_BUCKETS, np.int64)
     offsets = np.empty(_MSD_BUCKETS, np.int64)
@@ -237,16 +248,16 @@ def msd_sort(ak, af, aw, bk, bf, bw, with_weights, lo, hi, bits, in_b, into_b):
         src_is_b = stack[top, 3] != 0
         if hi - lo <= LEAF_ROWS or bits <= LEAF_BITS:
             if src_is_b:
-                _leaf_sort(bk, bf, bw, ak, af, aw, with_weights, lo, hi, bits, not into_b, hist)
+                _leaf_sort(bk, bf, bw, ak, af, aw, lo, hi, bits, not into_b, hist)
             else:
-                _leaf_sort(ak, af, aw, bk, bf, bw, with_weights, lo, hi, bits, into_b, hist)
+                _leaf_sort(ak, af, aw, bk, bf, bw, lo, hi, bits, into_b, hist)
             continue
         width = _split_width(hi - lo, bits)
         shift = bits - width
         if src_is_b:
-            split = _msd_split(bk, bf, bw, ak, af, aw, with_weights, lo, hi, shift, width, offsets)
+            split = _msd_split(bk, bf, bw, ak, af, aw, lo, hi, shift, width, offsets)
         else:
-            split = _msd_split(ak, af, aw, bk, bf, bw, with_weights, lo, hi, shift, width, offsets)
+            split = _msd_split(ak, af, aw, bk, bf, bw, lo, hi, shift, width, offsets)
         if not split:  # one digit value: go on to the next digit, in place
             top = _push(stack, top, lo, hi, shift, src_is_b)
             continue
@@ -289,7 +300,7 @@ def _chunk_histograms(keys, lo, hi, shift, width, t):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _scatter_chunks(sk, sf, sw, dk, df, dw, with_weights, lo, hi, shift, width, offsets):
+def _scatter_chunks(sk, sf, sw, dk, df, dw, lo, hi, shift, width, offsets):
     """Scatter each chunk of [lo, hi) from s to d with its own offsets row."""
     t = offsets.shape[0]
     n = hi - lo
@@ -297,25 +308,25 @@ def _scatter_chunks(sk, sf, sw, dk, df, dw, with_weights, lo, hi, shift, width, 
     for c in prange(t):
         start = lo + c * n // t
         stop = lo + (c + 1) * n // t
-        _scatter(sk, sf, sw, dk, df, dw, with_weights, start, stop, shift, mask, offsets[c])
+        _scatter(sk, sf, sw, dk, df, dw, start, stop, shift, mask, offsets[c])
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _sort_bucket_groups(
-    ak, af, aw, bk, bf, bw, with_weights, starts, ends, group_at, bits, into_b
-):
+def _sort_bucket_groups(ak, af, aw, bk, bf, bw, starts, ends, group_at, bits, into_b):
     """Sort buckets [starts[k], ends[k]) (now in b) on `bits` bits, one thread per
     group of consecutive buckets group_at[g]:group_at[g + 1]."""
     for g in prange(group_at.size - 1):
         for k in range(group_at[g], group_at[g + 1]):
-            msd_sort(ak, af, aw, bk, bf, bw, with_weights, starts[k], ends[k], bits, True, into_b)
+            _msd_sort(ak, af, aw, bk, bf, bw, starts[k], ends[k], bits, True, into_b)
 
 
-def _sort(a, b, with_weights, lo, hi, bits, into_b, n_threads):
+def _sort(a, b, lo, hi, bits, into_b, n_threads):
     """Sort rows [lo, hi) of a (tuples of columns) on their low `bits` bits, into b
     when into_b, else into a; the top splits run on n_threads threads."""
     n = hi - lo
     t = max(1, min(n_threads, n // MIN_CHUNK))
+    # Find the first digit that splits the rows, on t threads; without one worth
+    # the threads (small, or few bits left), sort on this thread.
     while t > 1 and n > LEAF_ROWS and bits > LEAF_BITS:
         width = _split_width(n, bits)
         shift = bits - width
@@ -325,41 +336,40 @@ def _sort(a, b, with_weights, lo, hi, bits, into_b, n_threads):
             break
         bits = shift  # one digit value: skip it
     else:
-        msd_sort(*a, *b, with_weights, lo, hi, bits, False, into_b)
+        _msd_sort(*a, *b, lo, hi, bits, False, into_b)
         return
     # offsets[c, v]: where chunk c puts its first row of bucket v, so that a bucket
     # holds its rows in chunk order, then row order: the sort stays stable.
     ends = lo + np.cumsum(totals)
     offsets = (ends - totals)[None, :] + np.cumsum(counts, axis=0) - counts
-    _scatter_chunks(*a, *b, with_weights, lo, hi, shift, width, offsets)
+    _scatter_chunks(*a, *b, lo, hi, shift, width, offsets)
     starts = ends - totals
     nonempty = totals > 0
     # Large buckets get all threads again; the others are shared out in groups of
     # consecutive buckets with about equal rows.
     large = nonempty & (totals > n // (2 * t))
     for v in np.flatnonzero(large):
-        _sort(b, a, with_weights, int(starts[v]), int(ends[v]), shift, not into_b, n_threads)
+        _sort(b, a, int(starts[v]), int(ends[v]), shift, not into_b, n_threads)
     small = np.flatnonzero(nonempty & ~large)
     if small.size:
         rows = np.cumsum(totals[small])
         group_at = np.searchsorted(rows, rows[-1] * np.arange(1, t) / t, side="right")
         group_at = np.unique(np.concatenate(([0], group_at, [small.size])))
-        _sort_bucket_groups(
-            *a, *b, with_weights, starts[small], ends[small], group_at, shift, into_b
-        )
+        _sort_bucket_groups(*a, *b, starts[small], ends[small], group_at, shift, into_b)
 
 
-def radix_sort(keys, flags, weights, key_scratch, flag_scratch, weight_scratch, bits, n_threads):
+def radix_sort(
+    keys, flags, weights, key_scratch, flag_scratch, weight_scratch, bits, n_threads
+):
     """Sort the rows (keys[i], flags[i], weights[i]) by key, stably, in place.
 
-    weights may be empty (then so is weight_scratch): no weight column. The scratch
+    weights may be None (then so is weight_scratch): no weight column. The scratch
     columns have the keys' size and are overwritten. bits: the keys differ only in
     their low `bits` bits (see bit_length); the higher ones are not looked at.
     """
     n = keys.size
     if n < 2 or bits == 0:
         return
-    with_weights = weights.size > 0
     a = (keys, flags, weights)
     b = (key_scratch, flag_scratch, weight_scratch)
-    _sort(a, b, with_weights, 0, n, bits, False, n_threads)
+    _sort(a, b, 0, n, bits, False, n_threads)
