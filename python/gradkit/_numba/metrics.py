@@ -54,6 +54,8 @@ MIN_CHUNK = 1 << 16
 BLOCK = 256
 
 _KERNEL = dict(cache=True, nogil=True, error_model="numpy")
+#: Eight-byte cells between two threads' counters: 128 bytes, two cache lines.
+_PAD = 16
 _PARALLEL = dict(cache=True, nogil=True, error_model="numpy", parallel=True)
 #: Small helpers that branch on `w is None` are plain kernels, not inline="always":
 #: numba prunes such a branch per signature on an argument, not on an IR-inlined
@@ -233,10 +235,9 @@ def _label_table_parallel(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum,
 
 
 @njit(**_KERNEL)
-def _fold_tables(tables, n_sub):
-    """Add (t, n_sub * stride) tables into one (stride,), chunk by chunk, and
-    within a chunk sub-table by sub-table."""
-    stride = tables.shape[1] // n_sub
+def _fold_tables(tables, n_sub, stride):
+    """Add the n_sub tables of stride cells at the start of each row of tables (a
+    row per chunk) into one, chunk by chunk, and in a chunk table by table."""
     out = np.zeros(stride, tables.dtype)
     for c in range(tables.shape[0]):
         for s in range(n_sub):
@@ -258,8 +259,11 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
     # bigger than the input. Counts are exact whatever t is.
     if t > 1 and cells > MIN_CHUNK:
         t = max(1, min(t, n // cells))
-    counts = np.zeros((t, n_sub * stride), np.int64)
-    wsum = np.zeros((t, n_sub * stride) if w is not None else (1, 0))
+    # A chunk's tables start _PAD cells after the previous chunk's end, so that no
+    # two threads count into one cache line (or into an adjacent-line pair).
+    row = n_sub * stride + (_PAD if t > 1 else 0)
+    counts = np.zeros((t, row), np.int64)
+    wsum = np.zeros((t, row) if w is not None else (1, 0))
     hi = np.int64(min(int(lo) + width - 1, _INT64_MAX))
     lo = np.int64(lo)
     if t == 1:
@@ -275,10 +279,10 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
         _label_table_parallel(
             y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum, stats
         )
-    table = _fold_tables(counts, n_sub)
+    table = _fold_tables(counts, n_sub, stride)
     weighted = None
     if w is not None:
-        weighted = _fold_tables(wsum, n_sub)[:cells].reshape(width, width)
+        weighted = _fold_tables(wsum, n_sub, stride)[:cells].reshape(width, width)
     flags = int(np.bitwise_or.reduce(stats[:, 2]))
     status = 3 if flags & 4 else 2 if flags & 2 else 1 if flags & 1 else 0
     vmin, vmax = (int(stats[:, 0].min()), int(stats[:, 1].max())) if n else (0, -1)
@@ -419,12 +423,26 @@ def _ranked(y_true, y_score, w, n_threads):
 # time on scores with short tie runs.)
 
 
+def _zero(weights):  # pragma: no cover - the overload runs under numba
+    return 0 if weights is None else 0.0
+
+
+@overload(_zero)
+def _zero_overload(weights):
+    # The walks' accumulators: exact int64 counts when unweighted (as in the C++
+    # twin, and cheaper), float64 sums of weights otherwise.
+    if isinstance(weights, types.NoneType):
+        return lambda weights: np.int64(0)
+    return lambda weights: 0.0
+
+
 @njit(**_HELPER)
 def _sample(keys, flags, weights, i):
-    """(key, its weight as a positive, as a negative): one of them is 0."""
+    """(key, its weight as a positive, as a negative): one of them is 0. Weights
+    are int64 counts (0 or 1) when weights is None."""
     positive = np.int64(flags[i])
     if weights is None:
-        return keys[i], np.float64(positive), np.float64(1 - positive)
+        return keys[i], positive, 1 - positive
     return keys[i], weights[i] * positive, weights[i] * (1 - positive)
 
 
@@ -463,6 +481,8 @@ def _auc_walk(keys, flags, weights, exact):
         neg_g = 0.0
         for i in range(m):
             k, wp, wn = _sample(keys, flags, weights, i)
+            wp = np.float64(wp)
+            wn = np.float64(wn)
             new = np.float64(k != current)
             area2 += new * (neg_g * (2.0 * pos_total + pos_g))
             pos_total += new * pos_g
@@ -488,14 +508,19 @@ def _precision(tps, fps):
 @njit(**_KERNEL)
 def _positive_total(keys, flags, weights):
     """The positive weight (count), summed group by group as the walks do."""
+    if weights is None:  # a count: any order gives it exactly
+        positives = 0
+        for i in range(flags.size):
+            positives += np.int64(flags[i])
+        return np.float64(positives)
     current = keys[0]
     total = 0.0
     pos_g = 0.0
     for i in range(keys.size):
         k, wp, _ = _sample(keys, flags, weights, i)
-        new = np.float64(k != current)
+        new = k != current
         total += new * pos_g
-        pos_g = pos_g * (1.0 - new) + wp
+        pos_g = pos_g * (1 - new) + wp
         current = k
     return total + pos_g
 
@@ -507,25 +532,25 @@ def _ap_walk(keys, flags, weights):
         return math.nan, 0.0
     # Each group's recall step pos_g / pos_total is taken before the product with
     # its precision, as the contract writes it: pos_g * precision can underflow
-    # where the AP itself does not (tiny weights). Hence a first walk for the total.
+    # where the AP itself does not (tiny weights). Hence the total first.
     pos_total = _positive_total(keys, flags, weights)
     if pos_total == 0.0:
         return math.nan, pos_total
     current = keys[0]
     ap = 0.0
-    tps = 0.0  # cumulative weights (counts) of the closed groups
-    fps = 0.0
-    pos_g = 0.0
-    neg_g = 0.0
+    tps = _zero(weights)  # cumulative weights (counts) of the closed groups
+    fps = _zero(weights)
+    pos_g = _zero(weights)
+    neg_g = _zero(weights)
     for i in range(m):
         k, wp, wn = _sample(keys, flags, weights, i)
-        new = np.float64(k != current)
+        new = k != current
         # the group's term, were it to close now
         ap += new * ((pos_g / pos_total) * _precision(tps + pos_g, fps + neg_g))
         tps += new * pos_g
         fps += new * neg_g
-        pos_g = pos_g * (1.0 - new) + wp
-        neg_g = neg_g * (1.0 - new) + wn
+        pos_g = pos_g * (1 - new) + wp
+        neg_g = neg_g * (1 - new) + wn
         current = k
     tps += pos_g
     fps += neg_g
@@ -544,10 +569,10 @@ def _curve_walk(keys, flags, weights, fps, tps, threshold_bits):
     all_bits = key_all_bits(keys)
     current = keys[0]
     g = 0
-    tp = 0.0  # cumulative weights (counts) of the closed groups
-    fp = 0.0
-    pos_g = 0.0
-    neg_g = 0.0
+    tp = _zero(weights)  # cumulative weights (counts) of the closed groups
+    fp = _zero(weights)
+    pos_g = _zero(weights)
+    neg_g = _zero(weights)
     for i in range(m):
         k, wp, wn = _sample(keys, flags, weights, i)
         new = k != current
