@@ -53,14 +53,14 @@ MIN_CHUNK = 1 << 16
 #: running total, so rounding error grows with n / BLOCK rather than n.
 BLOCK = 256
 
-_KERNEL = dict(cache=True, nogil=True, error_model="numpy")
+_kernel = njit(cache=True, nogil=True, error_model="numpy")
 #: Eight-byte cells between two threads' counters: 128 bytes, two cache lines.
 _PAD = 16
-_PARALLEL = dict(cache=True, nogil=True, error_model="numpy", parallel=True)
+_parallel_kernel = njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 #: Small helpers that branch on `w is None` are plain kernels, not inline="always":
 #: numba prunes such a branch per signature on an argument, not on an IR-inlined
 #: copy of it; LLVM inlines them all the same.
-_HELPER = _KERNEL
+_helper = _kernel
 _U64 = np.uint64
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
@@ -162,7 +162,7 @@ def _block_labels_overload(tb, pb, t_buf, p_buf, vmin, vmax, flags):
     return floats
 
 
-@njit(**_HELPER)
+@_helper
 def _count_pair(a, b, w, i, lo, hi, width, at, counts, wsum):
     """Count row i (labels a, b) in the table starting at cell `at`; its last cell
     is for the rows outside [lo, hi]."""
@@ -176,7 +176,7 @@ def _count_pair(a, b, w, i, lo, hi, width, at, counts, wsum):
         wsum[cell] += w[i]
 
 
-@njit(**_KERNEL)
+@_kernel
 def _label_table_chunk(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum):
     """Count one chunk (the arrays are its slices) into counts, n_sub tables of
     width * width + 1 cells, and the same with weights into wsum (when w is not
@@ -215,7 +215,7 @@ def _label_table_chunk(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum):
     return vmin, vmax, flags
 
 
-@njit(**_PARALLEL)
+@_parallel_kernel
 def _label_table_parallel(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum, stats):
     t = counts.shape[0]
     n = y_true.size
@@ -234,7 +234,7 @@ def _label_table_parallel(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum,
         )
 
 
-@njit(**_KERNEL)
+@_kernel
 def _fold_tables(tables, n_sub, stride):
     """Add the n_sub tables of stride cells at the start of each row of tables (a
     row per chunk) into one, chunk by chunk, and in a chunk table by table."""
@@ -306,7 +306,7 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
 _EXACT_AUC_ROWS = 1 << 31
 
 
-@njit(**_KERNEL)
+@_kernel
 def _rank_count(w):
     """Samples of nonzero weight in one chunk (its slice of w)."""
     kept = 0
@@ -315,7 +315,7 @@ def _rank_count(w):
     return kept
 
 
-@njit(**_KERNEL)
+@_kernel
 def _rank_fill(y_true, bits, w, at, keys, flags, weights):
     """Write one chunk's rows (its slices) of nonzero weight from row `at` on.
 
@@ -354,7 +354,7 @@ def _rank_fill(y_true, bits, w, at, keys, flags, weights):
     return diff, first
 
 
-@njit(**_PARALLEL)
+@_parallel_kernel
 def _rank_parallel(y_true, bits, w, t, keys, flags, weights):
     """_rank_fill over t chunks; returns (rows kept, OR of key ^ keys[0])."""
     n = y_true.size
@@ -436,7 +436,7 @@ def _zero_overload(weights):
     return lambda weights: 0.0
 
 
-@njit(**_HELPER)
+@_helper
 def _sample(keys, flags, weights, i):
     """(key, its weight as a positive, as a negative): one of them is 0. Weights
     are int64 counts (0 or 1) when weights is None."""
@@ -446,7 +446,7 @@ def _sample(keys, flags, weights, i):
     return keys[i], weights[i] * positive, weights[i] * (1 - positive)
 
 
-@njit(**_KERNEL)
+@_kernel
 def _auc_walk(keys, flags, weights, exact):
     m = keys.size
     if m == 0:
@@ -505,7 +505,7 @@ def _precision(tps, fps):
     return tps / predicted if predicted != 0.0 else 0.0
 
 
-@njit(**_KERNEL)
+@_kernel
 def _positive_total(keys, flags, weights):
     """The positive weight (count), summed group by group as the walks do."""
     if weights is None:  # a count: any order gives it exactly
@@ -525,7 +525,7 @@ def _positive_total(keys, flags, weights):
     return total + pos_g
 
 
-@njit(**_KERNEL)
+@_kernel
 def _ap_walk(keys, flags, weights):
     m = keys.size
     if m == 0:
@@ -558,7 +558,7 @@ def _ap_walk(keys, flags, weights):
     return ap, pos_total
 
 
-@njit(**_KERNEL)
+@_kernel
 def _curve_walk(keys, flags, weights, fps, tps, threshold_bits):
     """Fill fps, tps, threshold_bits (raw float bits) per tie group; returns how
     many groups there are."""
@@ -621,7 +621,7 @@ def binary_average_precision(y_true, y_score, sample_weight, n_threads):
 # log_loss_sum
 
 
-@njit(**_KERNEL)
+@_kernel
 def _log_loss_chunk(y_index, probs, k, one_column, w, eps):
     """(sum of w * loss, sum of w) over one chunk (its slices); probs is flat,
     (rows * k,), or (rows,) when one_column."""
@@ -651,7 +651,7 @@ def _log_loss_chunk(y_index, probs, k, one_column, w, eps):
     return total, total_w
 
 
-@njit(**_PARALLEL)
+@_parallel_kernel
 def _log_loss_parallel(y_index, probs, k, one_column, w, eps, t):
     n = y_index.size
     parts = np.empty((t, 2), np.float64)
@@ -696,7 +696,7 @@ def log_loss_sum(y_index, y_prob, sample_weight, eps, n_threads):
 _LANES = 4
 
 
-@njit(**_HELPER)
+@_helper
 def _first_terms(t, p, w, i):
     """(w*d**2, w*|d|, w*t, w) of row i of one column, d = t - p; w None: 1."""
     ti = t[i]
@@ -707,7 +707,7 @@ def _first_terms(t, p, w, i):
     return wi * (d * d), wi * abs(d), wi * ti, wi
 
 
-@njit(**_KERNEL)
+@_kernel
 def _first_one_column(t, p, w):
     """Blocked (sum w, sum w*d**2, sum w*|d|, sum w*t) of one chunk of one column."""
     n = t.size
@@ -768,13 +768,13 @@ def _first_one_column(t, p, w):
     return total
 
 
-@njit(**_HELPER)
+@_helper
 def _second_term(t, w, mean, i):
     d = t[i] - mean
     return d * d if w is None else w[i] * (d * d)
 
 
-@njit(**_KERNEL)
+@_kernel
 def _second_one_column(t, w, mean):
     """Blocked sum of w * (t - mean)**2 over one chunk of one column, as (1,)."""
     n = t.size
@@ -799,7 +799,7 @@ def _second_one_column(t, w, mean):
     return total
 
 
-@njit(**_KERNEL)
+@_kernel
 def _sums_columns(t, p, w, mean, second):
     """The blocked, laned sums of (rows, k) slices: when not second, a (1 + 3k,)
     array [sum w, w*d**2 per column, w*|d| per column, w*t per column], d = t - p;
@@ -853,7 +853,7 @@ def _column_sums(t, p, w, mean, second):
     return _sums_columns(t, p, w, mean, second)
 
 
-@njit(**_PARALLEL)
+@_parallel_kernel
 def _chunked_sums(y_true, y_pred, w, mean, second, t):
     """_column_sums of t chunks, added in chunk order."""
     n, k = y_true.shape
@@ -882,9 +882,7 @@ def regression_stats(y_true, y_pred, sample_weight, n_threads):
     sum_w = float(first[0])
     sse = first[1 : 1 + k].copy()
     sae = first[1 + k : 1 + 2 * k].copy()
-    if sum_w == 0.0:  # no weight at all: 0 / 0, without a warning
-        mean_true = np.full(k, math.nan)
-    else:
+    with np.errstate(divide="ignore", invalid="ignore"):  # sum_w 0: nan, as in C++
         mean_true = first[1 + 2 * k :] / sum_w
     # Around the mean rather than from raw squares: no cancellation.
     ss_tot = sums(mean_true, True)
@@ -898,7 +896,7 @@ def regression_stats(y_true, y_pred, sample_weight, n_threads):
 _FINITE_BLOCK = 4096
 
 
-@njit(**_KERNEL)
+@_kernel
 def _all_finite_chunk(bits):
     # A float is NaN or inf exactly when its exponent bits are all ones.
     exponent = _U64(0x7FF0000000000000) if bits.itemsize == 8 else _U64(0x7F800000)
@@ -912,7 +910,7 @@ def _all_finite_chunk(bits):
     return True
 
 
-@njit(**_PARALLEL)
+@_parallel_kernel
 def _all_finite_parallel(bits, t):
     n = bits.size
     ok = np.empty(t, np.bool_)

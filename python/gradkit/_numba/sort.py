@@ -51,7 +51,7 @@ MIN_CHUNK = 1 << 16
 _U64 = np.uint64
 #: Eight-byte cells between two threads' counters: 128 bytes, two cache lines.
 _PAD = 16
-_HELPER = dict(cache=True, nogil=True)  # see the note above _move
+_helper = njit(cache=True, nogil=True)  # see the note above _move
 _SIGN64 = np.uint64(1 << 63)
 _SIGN32 = np.uint64(1 << 31)
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -118,7 +118,7 @@ def _digit(key, shift, mask):
 # arguments stay arguments; LLVM inlines them).
 
 
-@njit(**_HELPER)
+@_helper
 def _move(sk, sf, sw, dk, df, dw, i, at):
     dk[at] = sk[i]
     df[at] = sf[i]
@@ -126,7 +126,7 @@ def _move(sk, sf, sw, dk, df, dw, i, at):
         dw[at] = sw[i]
 
 
-@njit(**_HELPER)
+@_helper
 def _copy_rows(sk, sf, sw, dk, df, dw, lo, hi):
     # A loop compiles much faster than numba's slice assignment.
     for i in range(lo, hi):
@@ -138,7 +138,7 @@ def _copy_rows(sk, sf, sw, dk, df, dw, lo, hi):
 # compiled once for both instead of once per call site.
 
 
-@njit(**_HELPER)
+@_helper
 def _scatter(sk, sf, sw, dk, df, dw, lo, hi, shift, mask, offsets):
     """Move rows [lo, hi) of s to d, each to offsets[its digit]++ (absolute rows)."""
     for i in range(lo, hi):
@@ -148,7 +148,7 @@ def _scatter(sk, sf, sw, dk, df, dw, lo, hi, shift, mask, offsets):
         _move(sk, sf, sw, dk, df, dw, _U64(i), at)
 
 
-@njit(**_HELPER)
+@_helper
 def _insertion_sort(k, f, w, lo, hi):
     for i in range(lo + 1, hi):
         key = k[i]
@@ -167,7 +167,7 @@ def _insertion_sort(k, f, w, lo, hi):
             w[j] = weight
 
 
-@njit(**_HELPER)
+@_helper
 def _leaf_sort(ak, af, aw, bk, bf, bw, lo, hi, bits, into_b, hist):
     """LSD sort of rows [lo, hi) of a on their low `bits` bits (the higher ones are
     equal); the result ends in b when into_b, else in a. hist: scratch counters."""
@@ -205,7 +205,7 @@ def _leaf_sort(ak, af, aw, bk, bf, bw, lo, hi, bits, into_b, hist):
         _copy_rows(ak, af, aw, bk, bf, bw, lo, hi)
 
 
-@njit(**_HELPER)
+@_helper
 def _msd_split(sk, sf, sw, dk, df, dw, lo, hi, shift, width, offsets):
     """Count the digit [shift, shift + width) of rows [lo, hi) of s; unless it is
     the same for all, scatter them to d. Returns False when it was the same.
