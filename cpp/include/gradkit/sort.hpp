@@ -488,15 +488,23 @@ void radix_sort(const RadixColumns<Key, Payload...> &data,
   radix_detail::partition_sort(data, scratch, n, bits, false, n_threads);
 }
 
+// The number of low bits in which the keys of the kept rows of source differ (see
+// sort_rows for sources), counted over row chunks on up to n_threads threads.
+template <class Key, class Source>
+int varying_key_bits(const Source &source, std::int64_t n, int n_threads) {
+  return radix_detail::source_bits<Key>(source, n, chunk_count(n, n_threads));
+}
+
 // Sorts the rows that a source yields, stably by key, into out, and returns how many
 // there are. Rows [0, n) of source for which source.keep(i) are sorted; source.key(i)
 // is row i's key and source.write(i, columns, at) stores row i at row `at` of the
 // columns. Unlike radix_sort, the rows are read straight from the source by the top
 // partition, never copied to columns first, and the buckets are then sorted in place
 // with a cache-sized scratch per thread: out is the only full-size allocation.
+// bits >= 0 says that the keys differ only in their low `bits` bits (saves a pass).
 template <class Source, class Key, class... Payload>
 std::size_t sort_rows(const Source &source, std::int64_t n, int n_threads,
-                      RadixTable<Key, Payload...> &out) {
+                      RadixTable<Key, Payload...> &out, int bits = -1) {
   using namespace radix_detail;
   using Cols = RadixColumns<Key, Payload...>;
   const int t = chunk_count(n, n_threads);
@@ -524,10 +532,12 @@ std::size_t sort_rows(const Source &source, std::int64_t n, int n_threads,
           src.write(i, to, at++);
     });
     const RadixTable<Key, Payload...> scratch(m);
-    msd_sort(rows, scratch.columns(), m, static_cast<int>(8 * sizeof(Key)), false);
+    msd_sort(rows, scratch.columns(), m,
+             bits >= 0 ? bits : static_cast<int>(8 * sizeof(Key)), false);
     return m;
   }
-  const int bits = source_bits<Key>(source, n, t);
+  if (bits < 0)
+    bits = source_bits<Key>(source, n, t);
   const Buckets buckets = partition_rows(source, n, t, bits, m, rows);
   // A bucket bigger than the cache is one crowded prefix: partition it again, with
   // all threads when it is more than a thread's share. The rest are handed out.
