@@ -119,6 +119,10 @@ def kernels(area: str) -> ModuleType:
         from gradkit import _core
 
         return getattr(_core, area)
+    # numba's OpenMP workers spin after each parallel call by default, stealing the
+    # cores from whatever runs next (the C++ kernels included). Let them sleep,
+    # unless the user chose a policy; this must be set before their pool starts.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module = importlib.import_module(f"gradkit._numba.{area}")
     import numba
 
