@@ -103,12 +103,15 @@ py::tuple label_table_typed(const py::array &y_true_any, const py::array &y_pred
   if (width < 0 || width > gm::kMaxTableWidth)
     throw std::invalid_argument("width must be in [0, 2**30], got " +
                                 std::to_string(width) + ".");
-  const std::vector<py::ssize_t> shape{width, width};
-  py::array_t<std::int64_t> counts(shape);
+  // np.zeros: the kernel adds into the tables, and a large one costs memory only
+  // where rows land (calloc'd pages), so a wide table of few rows stays cheap.
+  const py::object zeros = py::module_::import("numpy").attr("zeros");
+  const py::tuple shape = py::make_tuple(width, width);
+  py::array_t<std::int64_t> counts = zeros(shape, "int64");
   py::object weighted_out = py::none();
   double *weighted = nullptr;
   if (w) {
-    py::array_t<double> weighted_array(shape);
+    py::array_t<double> weighted_array = zeros(shape, "float64");
     weighted = weighted_array.mutable_data();
     weighted_out = std::move(weighted_array);
   }

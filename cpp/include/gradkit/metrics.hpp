@@ -72,12 +72,15 @@ inline constexpr std::int64_t kLabelBlock = 1024;
 // every increment behind the previous store.
 inline constexpr int kLabelSubTables = 4;
 inline constexpr std::int64_t kMaxSubTabledCells = 256;
+// Cells (outside included) up to which each chunk counts in tables of its own.
+inline constexpr std::int64_t kMaxChunkCells = std::int64_t{1} << 16;
 // Cells (outside included) up to which an unweighted table is counted cell by cell.
 inline constexpr std::size_t kVectorCells = 8;
 
 struct LabelChunk {
-  std::vector<std::int64_t> counts; // sub_tables * stride, the last cell: outside
+  std::vector<std::int64_t> counts; // own tables: sub_tables * stride entries
   std::vector<double> weighted;
+  std::int64_t outside = 0; // rows outside the table, when counting directly
   std::int64_t vmin = std::numeric_limits<std::int64_t>::max();
   std::int64_t vmax = std::numeric_limits<std::int64_t>::min();
   unsigned flags = 0; // kFlag* bits met
@@ -153,20 +156,43 @@ inline std::int64_t float_label(double x, unsigned &flags) {
   return static_cast<std::int64_t>(in_range ? x : 0.0);
 }
 
+// Where one chunk counts: its own tables (kSub copies of stride = cells + 1 entries,
+// the last one the outside cell), or, for a large table, straight into the output
+// (stride = cells, outside rows counted in `outside`).
+struct LabelTables {
+  std::int64_t *counts;
+  double *weighted;
+  std::size_t stride;
+  bool direct;
+};
+
 template <int kSub, bool kWeighted, class T>
 void label_table_chunk(const T *y_true, const T *y_pred, const double *w,
                        std::int64_t begin, std::int64_t end, std::int64_t lo,
-                       std::int64_t width, LabelChunk &out) {
-  const std::size_t stride = static_cast<std::size_t>(width * width + 1);
-  out.counts.assign(kSub * stride, 0);
-  if constexpr (kWeighted)
-    out.weighted.assign(kSub * stride, 0.0);
+                       std::int64_t width, const LabelTables &tables, LabelChunk &out) {
   const std::uint64_t uwidth = static_cast<std::uint64_t>(width);
+  const std::size_t n_cells = static_cast<std::size_t>(width * width);
   std::int64_t vmin = out.vmin, vmax = out.vmax;
   [[maybe_unused]] std::int64_t t_buf[kLabelBlock], p_buf[kLabelBlock];
   std::uint64_t cells[kLabelBlock];
-  const std::size_t n_cells = stride;
   unsigned flags = 0;
+  auto count = [&](std::int64_t m, const double *wb) {
+    if (!tables.direct) {
+      count_cells<kSub, kWeighted>(cells, wb, m, n_cells + 1, tables.counts,
+                                   tables.weighted, tables.stride);
+      return;
+    }
+    for (std::int64_t i = 0; i < m; ++i) {
+      const std::uint64_t c = cells[i];
+      if (c == n_cells) {
+        ++out.outside;
+        continue;
+      }
+      tables.counts[c] += 1;
+      if constexpr (kWeighted)
+        tables.weighted[c] += wb[i];
+    }
+  };
   for (std::int64_t b = begin; b < end; b += kLabelBlock) {
     const std::int64_t m = std::min(kLabelBlock, end - b);
     const T *t = y_true + b, *p = y_pred + b;
@@ -182,8 +208,6 @@ void label_table_chunk(const T *y_true, const T *y_pred, const double *w,
       vmin = std::min(vmin, static_cast<std::int64_t>(lo_v));
       vmax = std::max(vmax, static_cast<std::int64_t>(hi_v));
       label_cells(t, p, m, lo, uwidth, cells);
-      count_cells<kSub, kWeighted>(cells, wb, m, n_cells, out.counts.data(),
-                                   out.weighted.data(), stride);
     } else {
       std::int64_t lo_v = vmin, hi_v = vmax;
       unsigned block_flags = 0;
@@ -200,9 +224,8 @@ void label_table_chunk(const T *y_true, const T *y_pred, const double *w,
       vmin = lo_v;
       vmax = hi_v;
       label_cells(t_buf, p_buf, m, lo, uwidth, cells);
-      count_cells<kSub, kWeighted>(cells, wb, m, n_cells, out.counts.data(),
-                                   out.weighted.data(), stride);
     }
+    count(m, wb);
   }
   out.vmin = vmin;
   out.vmax = vmax;
@@ -211,46 +234,58 @@ void label_table_chunk(const T *y_true, const T *y_pred, const double *w,
 
 } // namespace detail
 
-// Joint counts of two label arrays (see _core.pyi). counts and weighted are width *
-// width row-major buffers, overwritten; weighted may be null (and is zeros when w is).
+// Joint counts of two label arrays (see _core.pyi) added into counts and weighted,
+// width * width row-major buffers that the caller zeroes (weighted may be null, and
+// is left alone when w is). Tables of up to kMaxChunkCells cells are counted per
+// chunk, in parallel, then added up; a larger one is counted straight into counts on
+// one thread, so that memory is only touched where rows land: np.zeros memory costs
+// nothing until then, and a wide table of few rows stays cheap.
 template <class T>
 LabelTableSummary label_table(const T *y_true, const T *y_pred, const double *w,
                               std::int64_t n, std::int64_t lo, std::int64_t width,
                               int n_threads, std::int64_t *counts, double *weighted) {
+  using detail::LabelTables;
   if (width < 0 || width > kMaxTableWidth)
     throw std::invalid_argument("width must be in [0, 2**30], got " +
                                 std::to_string(width));
   const std::int64_t cells = width * width;
+  const bool direct = cells + 1 > detail::kMaxChunkCells;
   const int sub = cells + 1 <= detail::kMaxSubTabledCells ? detail::kLabelSubTables : 1;
-  const int t = chunk_count(n, n_threads);
+  const int t = direct ? 1 : chunk_count(n, n_threads);
+  const std::size_t stride = static_cast<std::size_t>(direct ? cells : cells + 1);
   std::vector<detail::LabelChunk> chunks(t);
   for_each_chunk(n, t, [&](int i, std::int64_t begin, std::int64_t end) {
     auto &out = chunks[i];
+    LabelTables tables{counts, w ? weighted : nullptr, stride, true};
+    if (!direct) {
+      out.counts.assign(sub * stride, 0);
+      if (w)
+        out.weighted.assign(sub * stride, 0.0);
+      tables = {out.counts.data(), out.weighted.data(), stride, false};
+    }
     if (sub == detail::kLabelSubTables) {
       if (w)
         detail::label_table_chunk<detail::kLabelSubTables, true>(
-            y_true, y_pred, w, begin, end, lo, width, out);
+            y_true, y_pred, w, begin, end, lo, width, tables, out);
       else
         detail::label_table_chunk<detail::kLabelSubTables, false>(
-            y_true, y_pred, w, begin, end, lo, width, out);
-    } else if (w) {
-      detail::label_table_chunk<1, true>(y_true, y_pred, w, begin, end, lo, width, out);
+            y_true, y_pred, w, begin, end, lo, width, tables, out);
+    } else if (w && tables.weighted) {
+      detail::label_table_chunk<1, true>(y_true, y_pred, w, begin, end, lo, width,
+                                         tables, out);
     } else {
       detail::label_table_chunk<1, false>(y_true, y_pred, w, begin, end, lo, width,
-                                          out);
+                                          tables, out);
     }
   });
 
   LabelTableSummary summary;
-  std::fill(counts, counts + cells, std::int64_t{0});
-  if (weighted)
-    std::fill(weighted, weighted + cells, 0.0);
-  const std::size_t stride = static_cast<std::size_t>(cells + 1);
   std::int64_t vmin = std::numeric_limits<std::int64_t>::max();
   std::int64_t vmax = std::numeric_limits<std::int64_t>::min();
   unsigned flags = 0;
   for (const auto &chunk : chunks) {
-    for (int s = 0; s < sub; ++s) {
+    summary.n_outside += chunk.outside;
+    for (int s = 0; s < sub && !direct; ++s) {
       const std::int64_t *c = chunk.counts.data() + s * stride;
       for (std::int64_t j = 0; j < cells; ++j)
         counts[j] += c[j];
