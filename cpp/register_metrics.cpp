@@ -71,19 +71,22 @@ void check_ndim(const py::array &a, const char *name, py::ssize_t ndim) {
                                 "-D, got " + std::to_string(a.ndim()) + " dimensions.");
 }
 
-void check_rows(const py::array &a, const char *name, py::ssize_t n) {
+// a has n rows, as many as the array named `of`.
+void check_rows(const py::array &a, const char *name, py::ssize_t n,
+                const char *of = "y_true") {
   if (a.shape(0) != n)
     throw std::invalid_argument(std::string(name) + " has " +
                                 std::to_string(a.shape(0)) + " rows, expected " +
-                                std::to_string(n) + " (the length of y_true).");
+                                std::to_string(n) + " (the length of " + of + ").");
 }
 
 // The data of an optional 1-D weight array of n rows, or nullptr.
-const double *weight_data(const weights_t &w, py::ssize_t n) {
+const double *weight_data(const weights_t &w, py::ssize_t n,
+                          const char *of = "y_true") {
   if (!w)
     return nullptr;
   check_ndim(*w, "sample_weight", 1);
-  check_rows(*w, "sample_weight", n);
+  check_rows(*w, "sample_weight", n, of);
   return w->data();
 }
 
@@ -251,11 +254,8 @@ py::tuple log_loss_sum(const carray<std::int64_t> &y_index, const py::array &y_p
       throw std::invalid_argument("y_prob must be 1-D or 2-D, got " +
                                   std::to_string(prob.ndim()) + " dimensions.");
     const py::ssize_t n = y_index.shape(0);
-    if (prob.shape(0) != n)
-      throw std::invalid_argument("y_prob has " + std::to_string(prob.shape(0)) +
-                                  " rows, expected " + std::to_string(n) +
-                                  " (the length of y_index).");
-    const double *w = weight_data(sample_weight, n);
+    check_rows(prob, "y_prob", n, "y_index");
+    const double *w = weight_data(sample_weight, n, "y_index");
     const bool one_column = prob.ndim() == 1;
     const std::int64_t k = one_column ? 2 : prob.shape(1);
     gm::LossSum r;

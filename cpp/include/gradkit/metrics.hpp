@@ -15,7 +15,8 @@
 //   when unweighted, whatever the score dtype).
 // - label_table adds a chunk's weights per cell, in row order within each of the
 //   kLabelSubTables copies of small tables (row i in copy i % 4), copies then chunks
-//   added in order.
+//   added in order; a table over kMaxChunkCells cells is counted on one thread, in
+//   row order.
 // Outputs are written into caller-owned buffers, so bindings can hand numpy memory.
 #pragma once
 
@@ -67,9 +68,8 @@ namespace detail {
 // Rows scanned per step: the checks and min/max run vectorised over a block, then the
 // block, now in L1, is counted.
 inline constexpr std::int64_t kLabelBlock = 1024;
-// Small tables are kept kLabelSubTables times, row i counted in copy i % 4: in the
-// binary case consecutive rows mostly hit the same cell, and one copy would chain
-// every increment behind the previous store.
+// Tables of up to kMaxSubTabledCells cells (outside included) are kept in
+// kLabelSubTables copies (see count_cells).
 inline constexpr int kLabelSubTables = 4;
 inline constexpr std::int64_t kMaxSubTabledCells = 256;
 // Cells (outside included) up to which each chunk counts in tables of its own.
@@ -176,6 +176,7 @@ void label_table_chunk(const T *y_true, const T *y_pred, const double *w,
   [[maybe_unused]] std::int64_t t_buf[kLabelBlock], p_buf[kLabelBlock];
   std::uint64_t cells[kLabelBlock];
   unsigned flags = 0;
+  std::int64_t outside = 0;
   auto count = [&](std::int64_t m, const double *wb) {
     if (!tables.direct) {
       count_cells<kSub, kWeighted>(cells, wb, m, n_cells + 1, tables.counts,
@@ -185,7 +186,7 @@ void label_table_chunk(const T *y_true, const T *y_pred, const double *w,
     for (std::int64_t i = 0; i < m; ++i) {
       const std::uint64_t c = cells[i];
       if (c == n_cells) {
-        ++out.outside;
+        ++outside;
         continue;
       }
       tables.counts[c] += 1;
@@ -230,6 +231,7 @@ void label_table_chunk(const T *y_true, const T *y_pred, const double *w,
   out.vmin = vmin;
   out.vmax = vmax;
   out.flags = flags;
+  out.outside = outside;
 }
 
 } // namespace detail
