@@ -94,7 +94,15 @@ def _regression_stats(
     return stats
 
 
-def _average_outputs(errors: np.ndarray, multioutput: Any) -> Any:
+def _mean_error(
+    y_true: Any, y_pred: Any, sample_weight: Any, multioutput: Any, func: str
+) -> Any:
+    """Weighted mean of the squared or absolute errors, per output then averaged."""
+    *arrays, multioutput = _check_reg_targets(
+        y_true, y_pred, sample_weight, multioutput, func, _MULTIOUTPUT[:2]
+    )
+    sum_w, sse, sae, _, _ = _regression_stats(*arrays)
+    errors = (sse if func == "mean_squared_error" else sae) / sum_w
     if isinstance(multioutput, str):
         if multioutput == "raw_values":
             return errors
@@ -110,16 +118,7 @@ def mean_squared_error(
     multioutput: Any = "uniform_average",
 ) -> Any:
     """Mean squared error regression loss (sklearn.metrics.mean_squared_error)."""
-    *arrays, multioutput = _check_reg_targets(
-        y_true,
-        y_pred,
-        sample_weight,
-        multioutput,
-        "mean_squared_error",
-        _MULTIOUTPUT[:2],
-    )
-    sum_w, sse, _, _, _ = _regression_stats(*arrays)
-    return _average_outputs(sse / sum_w, multioutput)
+    return _mean_error(y_true, y_pred, sample_weight, multioutput, "mean_squared_error")
 
 
 def mean_absolute_error(
@@ -130,16 +129,9 @@ def mean_absolute_error(
     multioutput: Any = "uniform_average",
 ) -> Any:
     """Mean absolute error regression loss (sklearn.metrics.mean_absolute_error)."""
-    *arrays, multioutput = _check_reg_targets(
-        y_true,
-        y_pred,
-        sample_weight,
-        multioutput,
-        "mean_absolute_error",
-        _MULTIOUTPUT[:2],
+    return _mean_error(
+        y_true, y_pred, sample_weight, multioutput, "mean_absolute_error"
     )
-    sum_w, _, sae, _, _ = _regression_stats(*arrays)
-    return _average_outputs(sae / sum_w, multioutput)
 
 
 def r2_score(
