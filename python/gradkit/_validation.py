@@ -31,7 +31,7 @@ class InvalidParameterError(ValueError, TypeError):
 
 
 def check_option(value: Any, options: tuple, name: str, func: str) -> None:
-    """Raise InvalidParameterError unless value is one of options (None allowed there)."""
+    """Raise InvalidParameterError unless value is one of options."""
     if any(value is o or (isinstance(value, str) and value == o) for o in options):
         return
     strings = (

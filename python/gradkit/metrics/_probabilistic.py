@@ -30,7 +30,7 @@ def _check_probability_range(y_prob: np.ndarray, lower_word: str) -> None:
 
 
 def _classes_and_index(y_true: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """sklearn's LabelBinarizer classes for log_loss / brier, and each row's class index."""
+    """LabelBinarizer classes for log_loss / brier, and each row's class index."""
     if labels is not None:
         classes = np.unique(np.asarray(labels))
         if not np.all(classes == np.asarray(labels)):
@@ -56,8 +56,9 @@ def _classes_and_index(y_true: Any, labels: Any) -> tuple[np.ndarray, np.ndarray
     if classes.shape[0] == 1:
         if labels is None:
             raise ValueError(
-                f"y_true contains only one label ({classes[0]}). Please provide the list "
-                "of all expected class labels explicitly through the labels argument."
+                f"y_true contains only one label ({classes[0]}). Please provide the "
+                "list of all expected class labels explicitly through the labels "
+                "argument."
             )
         raise ValueError(
             f"The labels array needs to contain at least two labels, got {classes}."
@@ -225,7 +226,7 @@ def brier_score_loss(
 def _binary_brier_inputs(
     y_true: Any, y_proba: np.ndarray, sample_weight: Any, pos_label: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """sklearn's _validate_binary_probabilistic_prediction, as (truth, prob, w) columns."""
+    """sklearn's _validate_binary_probabilistic_prediction: (truth, prob, w)."""
     y_true = column_or_1d(y_true)
     y_prob = column_or_1d(y_proba)
     if y_true.dtype.kind == "f":

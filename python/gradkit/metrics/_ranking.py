@@ -77,7 +77,7 @@ def _check_pos_label(pos_label: Any, labels: np.ndarray) -> Any:
 def _binary_problem(
     y_true: Any, y_score: Any, sample_weight: Any, pos_label: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(positive mask, scores, weights) as confusion_matrix_at_thresholds checks them."""
+    """(positive mask, scores, weights), checked as confusion_matrix_at_thresholds."""
     y_type, labels, y = target_labels(y_true, "y_true")
     if not (y_type == "binary" or (y_type == "multiclass" and pos_label is not None)):
         raise ValueError(f"{y_type} format is not supported")
@@ -97,7 +97,9 @@ def _has_strings(values: Any) -> bool:
     array = np.asarray(values)
     if array.dtype.kind in "US":
         return True
-    return array.dtype == object and any(isinstance(v, (str, bytes)) for v in array.flat)
+    if array.dtype != object:
+        return False
+    return any(isinstance(v, (str, bytes)) for v in array.flat)
 
 
 def _curve(
@@ -469,7 +471,7 @@ def average_precision_score(
     pos_label: Any = 1,
     sample_weight: Any = None,
 ) -> Any:
-    """Average precision from prediction scores (sklearn's step sum, no interpolation)."""
+    """Average precision from scores (sklearn's step sum, no interpolation)."""
     if average not in ("micro", "macro", "samples", "weighted", None):
         raise InvalidParameterError(
             "The 'average' parameter of average_precision_score must be a str among "
