@@ -127,7 +127,7 @@ def kernels(area: str) -> ModuleType:
     import numba
 
     # numba's pool is process wide; size it to what the config asks for.
-    wanted = min(n_threads(), numba.config.NUMBA_NUM_THREADS)
+    wanted = min(n_threads(), numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     if numba.get_num_threads() != wanted:
         numba.set_num_threads(wanted)
     return module

@@ -98,10 +98,10 @@ def _mean_error(
     y_true: Any, y_pred: Any, sample_weight: Any, multioutput: Any, func: str
 ) -> Any:
     """Weighted mean of the squared or absolute errors, per output then averaged."""
-    *arrays, multioutput = _check_reg_targets(
+    y_t, y_p, w, multioutput = _check_reg_targets(
         y_true, y_pred, sample_weight, multioutput, func, _MULTIOUTPUT[:2]
     )
-    sum_w, sse, sae, _, _ = _regression_stats(*arrays)
+    sum_w, sse, sae, _, _ = _regression_stats(y_t, y_p, w)
     errors = (sse if func == "mean_squared_error" else sae) / sum_w
     if isinstance(multioutput, str):
         if multioutput == "raw_values":
@@ -150,17 +150,17 @@ def r2_score(
         )
     if sample_weight is not None:
         sample_weight = column_or_1d(sample_weight)
-    *arrays, multioutput = _check_reg_targets(
+    y_t, y_p, w, multioutput = _check_reg_targets(
         y_true, y_pred, sample_weight, multioutput, "r2_score", _MULTIOUTPUT + (None,)
     )
-    if arrays[0].shape[0] < 2:
+    if y_t.shape[0] < 2:
         warnings.warn(
             "R^2 score is not well-defined with less than two samples.",
             UndefinedMetricWarning,
             stacklevel=2,
         )
         return float("nan")
-    _, numerator, _, _, denominator = _regression_stats(*arrays)
+    _, numerator, _, _, denominator = _regression_stats(y_t, y_p, w)
     nonzero_denominator = denominator != 0
     if not force_finite:
         scores = 1 - (numerator / denominator)  # sklearn warns on 0/0 here too
