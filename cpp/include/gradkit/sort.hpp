@@ -410,6 +410,34 @@ int source_bits(const Source &source, std::int64_t n, int t) {
   return varying_bits(diff);
 }
 
+// Sorts the buckets of a partition of `rows` rows over t threads: a bucket of more
+// than a thread's share (and more than the cache holds) with on_big(b, begin, size),
+// one after the other, each free to use every thread; the others handed out one at
+// a time to t workers, each made by make_worker() (a place for per-thread scratch)
+// and called as worker(b, begin, size).
+template <class OnBig, class MakeWorker>
+void share_buckets(const Buckets &buckets, std::size_t rows, int t, OnBig &&on_big,
+                   MakeWorker &&make_worker) {
+  const std::size_t shared =
+      std::max(kCacheRows, rows / (kSharedBucketDivisor * static_cast<std::size_t>(t)));
+  std::vector<std::size_t> small;
+  for (std::size_t b = 0; b + 1 < buckets.begin.size(); ++b) {
+    const std::size_t begin = buckets.begin[b], size = buckets.begin[b + 1] - begin;
+    if (size > shared)
+      on_big(b, begin, size);
+    else if (size > 0)
+      small.push_back(b);
+  }
+  std::atomic<std::size_t> next{0};
+  for_each_chunk(t, t, [&](int, std::int64_t, std::int64_t) {
+    auto worker = make_worker();
+    for (std::size_t k = next++; k < small.size(); k = next++) {
+      const std::size_t b = small[k], begin = buckets.begin[b];
+      worker(b, begin, buckets.begin[b + 1] - begin);
+    }
+  });
+}
+
 // Sorts n rows of data (see msd_sort) when they may not fit in cache: a top
 // partition (partition_rows) into scratch, then the buckets, shared out to the
 // threads; buckets too big for the cache or for one thread's share are partitioned
@@ -428,30 +456,22 @@ void partition_sort(const Cols &data, const Cols &scratch, std::size_t n, int bi
   }
   const Buckets buckets =
       partition_rows(ColumnRows<Cols>{data}, rows, t, bits, n, scratch);
-  const std::size_t n_buckets = buckets.bits.size();
-  const std::size_t shared =
-      std::max(kCacheRows, n / (kSharedBucketDivisor * static_cast<std::size_t>(t)));
-  std::vector<std::size_t> small;
-  for (std::size_t b = 0; b < n_buckets; ++b) {
-    const std::size_t begin = buckets.begin[b], size = buckets.begin[b + 1] - begin;
-    if (size > shared)
-      partition_sort(scratch + begin, data + begin, size, buckets.bits[b],
-                     !into_scratch, n_threads);
-    else if (size > 0)
-      small.push_back(b);
-  }
-  std::atomic<std::size_t> next{0};
-  for_each_chunk(t, t, [&](int, std::int64_t, std::int64_t) {
-    for (std::size_t k = next++; k < small.size(); k = next++) {
-      const std::size_t b = small[k], begin = buckets.begin[b];
-      const std::size_t size = buckets.begin[b + 1] - begin;
-      if (size > kCacheRows)
+  share_buckets(
+      buckets, n, t,
+      [&](std::size_t b, std::size_t begin, std::size_t size) {
         partition_sort(scratch + begin, data + begin, size, buckets.bits[b],
-                       !into_scratch, 1);
-      else
-        msd_sort(scratch + begin, data + begin, size, buckets.bits[b], !into_scratch);
-    }
-  });
+                       !into_scratch, n_threads);
+      },
+      [&] {
+        return [&](std::size_t b, std::size_t begin, std::size_t size) {
+          if (size > kCacheRows)
+            partition_sort(scratch + begin, data + begin, size, buckets.bits[b],
+                           !into_scratch, 1);
+          else
+            msd_sort(scratch + begin, data + begin, size, buckets.bits[b],
+                     !into_scratch);
+        };
+      });
 }
 
 } // namespace radix_detail
@@ -539,35 +559,27 @@ std::size_t sort_rows(const Source &source, std::int64_t n, int n_threads,
   if (bits < 0)
     bits = source_bits<Key>(source, n, t);
   const Buckets buckets = partition_rows(source, n, t, bits, m, rows);
-  // A bucket bigger than the cache is one crowded prefix: partition it again, with
-  // all threads when it is more than a thread's share. The rest are handed out.
-  const std::size_t shared =
-      std::max(kCacheRows, m / (kSharedBucketDivisor * static_cast<std::size_t>(t)));
-  std::vector<std::size_t> small;
-  for (std::size_t b = 0; b + 1 < buckets.begin.size(); ++b) {
-    const std::size_t begin = buckets.begin[b], size = buckets.begin[b + 1] - begin;
-    if (size > shared) {
-      const RadixTable<Key, Payload...> scratch(size);
-      partition_sort(rows + begin, scratch.columns(), size, buckets.bits[b], false,
-                     n_threads);
-    } else if (size > 0) {
-      small.push_back(b);
-    }
-  }
-  std::atomic<std::size_t> next{0};
-  for_each_chunk(t, t, [&](int, std::int64_t, std::int64_t) {
-    const RadixTable<Key, Payload...> scratch(kCacheRows);
-    for (std::size_t k = next++; k < small.size(); k = next++) {
-      const std::size_t b = small[k], begin = buckets.begin[b];
-      const std::size_t size = buckets.begin[b + 1] - begin;
-      if (size <= kCacheRows) {
-        msd_sort(rows + begin, scratch.columns(), size, buckets.bits[b], false);
-      } else {
-        const RadixTable<Key, Payload...> big(size);
-        partition_sort(rows + begin, big.columns(), size, buckets.bits[b], false, 1);
-      }
-    }
-  });
+  // A bucket bigger than the cache is one crowded prefix: partition it again.
+  auto partition_again = [&](std::size_t b, std::size_t begin, std::size_t size,
+                             int threads) {
+    const RadixTable<Key, Payload...> scratch(size);
+    partition_sort(rows + begin, scratch.columns(), size, buckets.bits[b], false,
+                   threads);
+  };
+  share_buckets(
+      buckets, m, t,
+      [&](std::size_t b, std::size_t begin, std::size_t size) {
+        partition_again(b, begin, size, n_threads);
+      },
+      [&] {
+        return [&, scratch = RadixTable<Key, Payload...>(kCacheRows)](
+                   std::size_t b, std::size_t begin, std::size_t size) {
+          if (size <= kCacheRows)
+            msd_sort(rows + begin, scratch.columns(), size, buckets.bits[b], false);
+          else
+            partition_again(b, begin, size, 1);
+        };
+      });
   return m;
 }
 
