@@ -123,7 +123,7 @@ def confusion_matrix(
         if labels.size == 0:
             raise ValueError("'labels' should contain at least one label.")
         idx = _label_indices(targets, labels)
-        true_present: np.ndarray = targets.counts.any(axis=1)
+        true_present = np.asarray(targets.counts.any(axis=1))
         if not np.any(true_present[idx[idx >= 0]]):
             raise ValueError("At least one label specified must be in y_true")
         cm = _restrict(table, _last_occurrence_only(labels, idx))
