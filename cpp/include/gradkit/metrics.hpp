@@ -487,6 +487,19 @@ template <class Acc> struct AucFold {
   }
 };
 
+// Twice the area from the normalised curve, sum of (neg_g / N) * (2 tpr_above +
+// pos_g / P), for weighted input: with tiny weights the product neg_g * pos_g of
+// AucFold can underflow where sklearn's normalised fpr and tpr do not.
+template <class Acc> struct NormalizedAucFold {
+  double pos_total, neg_total;
+  double area2 = 0.0, tpr_above = 0.0;
+  void operator()(Acc closes, double, Acc pos_g, Acc neg_g) {
+    const double tpr_g = pos_g / pos_total;
+    area2 += closes * ((neg_g / neg_total) * (2.0 * tpr_above + tpr_g));
+    tpr_above += closes * tpr_g;
+  }
+};
+
 // The class-1 total, group by group as the other folds add it.
 template <class Acc> struct PositiveFold {
   Acc total = 0;
@@ -581,10 +594,13 @@ AucResult binary_auc(const std::uint8_t *y_true, const S *y_score, const double 
         detail::walk_tie_groups<std::int64_t>(ranked, detail::AucFold<std::int64_t>{}));
   else
     take(detail::walk_tie_groups<double>(ranked, detail::AucFold<double>{}));
-  const double auc = (pos_total == 0.0 || neg_total == 0.0)
-                         ? std::numeric_limits<double>::quiet_NaN()
-                         : area2 / (2.0 * pos_total * neg_total);
-  return {auc, pos_total, neg_total};
+  if (pos_total == 0.0 || neg_total == 0.0)
+    return {std::numeric_limits<double>::quiet_NaN(), pos_total, neg_total};
+  if (w == nullptr)
+    return {area2 / (2.0 * pos_total * neg_total), pos_total, neg_total};
+  const auto normalized = detail::walk_tie_groups<double>(
+      ranked, detail::NormalizedAucFold<double>{pos_total, neg_total});
+  return {normalized.area2 / 2.0, pos_total, neg_total};
 }
 
 template <class S>
@@ -615,43 +631,64 @@ struct LossSum {
   bool bad_index = false;
 };
 
+namespace detail {
+
+// The loss sum of rows [begin, end); the layout and the weighting are template
+// parameters so the per-row loop has no branch but the clip.
+template <bool OneColumn, bool Weighted, class P>
+LossSum log_loss_rows(const std::int64_t *y_index, const P *y_prob, const double *w,
+                      std::int64_t k, double eps, std::int64_t begin,
+                      std::int64_t end) {
+  const double upper = 1.0 - eps;
+  LossSum total;
+  for (std::int64_t b = begin; b < end; b += kSumBlock) {
+    const std::int64_t e = std::min(end, b + kSumBlock);
+    double block_loss = 0.0, block_weight = 0.0;
+    for (std::int64_t i = b; i < e; ++i) {
+      const std::int64_t j = y_index[i];
+      double q;
+      bool valid;
+      if constexpr (OneColumn) {
+        valid = static_cast<std::uint64_t>(j) < 2;
+        const double p1 = static_cast<double>(y_prob[i]);
+        // Select by index, not by branch: labels are random, a branch mispredicts.
+        const double row[2] = {1.0 - p1, p1};
+        q = row[j & 1];
+      } else {
+        valid = static_cast<std::uint64_t>(j) < static_cast<std::uint64_t>(k);
+        q = static_cast<double>(y_prob[i * k + (valid ? j : 0)]);
+      }
+      total.bad_index |= !valid;
+      const double loss = -std::log(std::min(std::max(q, eps), upper));
+      if constexpr (Weighted) {
+        block_loss += w[i] * loss;
+        block_weight += w[i];
+      } else {
+        block_loss += loss;
+      }
+    }
+    total.loss += block_loss;
+    total.weight += Weighted ? block_weight : static_cast<double>(e - b);
+  }
+  return total;
+}
+
+}  // namespace detail
+
 // y_prob is (n, k) row-major, or, when one_column, (n,) the probability of class 1
-// of two (k is then 2). A y_index out of [0, k) sets bad_index; its row adds nothing.
+// of two (k is then 2). A y_index out of [0, k) sets bad_index (the caller raises).
 template <class P>
 LossSum log_loss_sum(const std::int64_t *y_index, const P *y_prob, const double *w,
                      std::int64_t n, std::int64_t k, bool one_column, double eps,
                      int n_threads) {
-  const double upper = 1.0 - eps;
   auto chunk = [&](std::int64_t begin, std::int64_t end) {
-    LossSum total;
-    for (std::int64_t b = begin; b < end; b += kSumBlock) {
-      const std::int64_t e = std::min(end, b + kSumBlock);
-      double block_loss = 0.0, block_weight = 0.0;
-      for (std::int64_t i = b; i < e; ++i) {
-        const std::int64_t j = y_index[i];
-        double q;
-        bool valid;
-        if (one_column) {
-          valid = (j == 0) | (j == 1);
-          const double p1 = static_cast<double>(y_prob[i]);
-          q = j == 1 ? p1 : 1.0 - p1;
-        } else {
-          valid = static_cast<std::uint64_t>(j) < static_cast<std::uint64_t>(k);
-          q = valid ? static_cast<double>(y_prob[i * k + j]) : 1.0;
-        }
-        total.bad_index |= !valid;
-        const double loss = valid ? -std::log(std::min(std::max(q, eps), upper)) : 0.0;
-        if (w) {
-          block_loss += w[i] * loss;
-          block_weight += w[i];
-        } else {
-          block_loss += loss;
-        }
-      }
-      total.loss += block_loss;
-      total.weight += w ? block_weight : static_cast<double>(e - b);
-    }
-    return total;
+    if (one_column)
+      return w ? detail::log_loss_rows<true, true>(y_index, y_prob, w, k, eps, begin, end)
+               : detail::log_loss_rows<true, false>(y_index, y_prob, w, k, eps, begin,
+                                                    end);
+    return w ? detail::log_loss_rows<false, true>(y_index, y_prob, w, k, eps, begin, end)
+             : detail::log_loss_rows<false, false>(y_index, y_prob, w, k, eps, begin,
+                                                   end);
   };
   return reduce_chunks<LossSum>(n, n_threads, chunk, [](LossSum &a, const LossSum &b) {
     a.loss += b.loss;

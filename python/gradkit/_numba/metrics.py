@@ -495,7 +495,28 @@ def _auc_walk(keys, flags, weights, exact):
         neg_total += neg_g
     if pos_total == 0.0 or neg_total == 0.0:
         return math.nan, pos_total, neg_total
-    return area2 / (2.0 * pos_total * neg_total), pos_total, neg_total
+    if weights is None:
+        return area2 / (2.0 * pos_total * neg_total), pos_total, neg_total
+    # Weighted: again from the normalised curve, sum of (neg_g / N) * (2 tpr_above
+    # + pos_g / P); with tiny weights neg_g * pos_g above can underflow where
+    # sklearn's normalised fpr and tpr do not.
+    current = keys[0]
+    area2 = 0.0
+    tpr_above = 0.0
+    pos_g = 0.0
+    neg_g = 0.0
+    for i in range(m):
+        k, wp, wn = _sample(keys, flags, weights, i)
+        new = np.float64(k != current)
+        tpr_g = pos_g / pos_total
+        area2 += new * ((neg_g / neg_total) * (2.0 * tpr_above + tpr_g))
+        tpr_above += new * tpr_g
+        pos_g = pos_g * (1.0 - new) + np.float64(wp)
+        neg_g = neg_g * (1.0 - new) + np.float64(wn)
+        current = k
+    tpr_g = pos_g / pos_total
+    area2 += (neg_g / neg_total) * (2.0 * tpr_above + tpr_g)
+    return area2 / 2.0, pos_total, neg_total
 
 
 @njit(inline="always")
