@@ -246,3 +246,23 @@ def test_numba_threads_follow_config():
         with gradkit.config_context(backend="numba", n_threads=2):
             _config.kernels("metrics")
             assert numba.get_num_threads() == 2
+
+
+def test_numba_kernels_are_cached_on_disk(tmp_path):
+    """A second process loads the compiled numba kernels instead of compiling."""
+    script = (
+        "import numpy as np\n"
+        "from gradkit._numba import metrics as m\n"
+        "m.all_finite(np.ones(10), 1)\n"
+        "print(sum(m._all_finite_chunk.stats.cache_hits.values()))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    hits = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        hits.append(int(done.stdout.strip()))
+    assert hits == [0, 1]
+    assert list(tmp_path.rglob("*.nbi")), "no numba cache index was written"
