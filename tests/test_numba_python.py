@@ -40,7 +40,8 @@ def same(a, b):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13)
 
 for weights in (None, w):
-    same(nb.label_table(y, p, weights, 0, 3, 1), cpp.label_table(y, p, weights, 0, 3, 1))
+    same(nb.label_table(y, p, weights, 0, 3, 1),
+         cpp.label_table(y, p, weights, 0, 3, 1))
     for kernel in ("binary_curve", "binary_auc", "binary_average_precision"):
         same(getattr(nb, kernel)(pos, scores, weights, 1),
              getattr(cpp, kernel)(pos, scores, weights, 1))
