@@ -1,10 +1,11 @@
 """Ranking metrics: ROC and precision-recall curves, ROC AUC, average precision.
 
-Every binary ranking metric is one kernel call: the kernel sorts the positives'
-and the negatives' scores (a radix sort each, on two threads) and walks both lists
-once from the highest score down, so ties are grouped exactly as sklearn's stable
-argsort + np.diff groups them. The AUC is the Mann-Whitney statistic with half
-credit for ties, which equals sklearn's trapezoid over the ROC curve.
+Every binary ranking metric is one kernel call: the kernel sorts the samples by
+decreasing score once (a cache-friendly radix sort on two threads, the class
+packed into the sort key when the scores leave a bit free) and walks the tie
+groups once, so ties are grouped exactly as sklearn's stable argsort + np.diff
+group them. The AUC is the Mann-Whitney statistic with half credit for ties,
+which equals sklearn's trapezoid over the ROC curve.
 """
 
 from __future__ import annotations
