@@ -338,3 +338,22 @@ def target_labels(y: Any, name: str) -> tuple[str, np.ndarray, Any]:
         y = column_or_1d(y)
         return y_type, np.unique(y), y
     return y_type, np.empty(0), y
+
+
+def check_pos_label(pos_label: Any, labels: np.ndarray) -> Any:
+    """sklearn's _check_pos_label_consistency, from the labels already found."""
+    if pos_label is not None:
+        return pos_label
+    allowed = ([0, 1], [-1, 1], [0], [-1], [1])
+    if (
+        labels.dtype.kind in "OUS"
+        or labels.shape[0] > 2
+        or not any(np.array_equal(labels, a) for a in allowed)
+    ):
+        classes_repr = ", ".join(repr(c) for c in labels.tolist())
+        raise ValueError(
+            f"y_true takes value in {{{classes_repr}}} and pos_label is not "
+            "specified: either make y_true take value in {0, 1} or "
+            "{-1, 1} or pass pos_label explicitly."
+        )
+    return 1

@@ -14,6 +14,7 @@ from gradkit._validation import (
     InvalidParameterError,
     as_kernel_float,
     check_finite,
+    check_pos_label,
     check_sample_weight,
     target_labels,
 )
@@ -240,21 +241,12 @@ def _binary_brier_inputs(
             "binary according to the shape of y_prob."
         )
     _check_probability_range(y_prob, "less")
-    if pos_label is None:
-        allowed = ([0, 1], [-1, 1], [0], [-1], [1])
-        if classes.dtype.kind in "OUS" or not any(
-            np.array_equal(classes, a) for a in allowed
-        ):
-            if classes.dtype.kind in "OUS":
-                classes_repr = ", ".join(repr(c) for c in classes.tolist())
-                raise ValueError(
-                    f"y_true takes value in {{{classes_repr}}} and pos_label is not "
-                    "specified: either make y_true take value in {0, 1} or {-1, 1} or "
-                    "pass pos_label explicitly."
-                )
-            pos_label = classes[-1]
-        else:
-            pos_label = 1
+    try:
+        pos_label = check_pos_label(pos_label, classes)
+    except ValueError:
+        if classes.dtype.kind in "OUS":
+            raise
+        pos_label = classes[-1]  # sklearn's Brier takes the greater label then
     truth = np.asarray(y == pos_label, dtype=np.float64).reshape(-1, 1)
     prob = np.ascontiguousarray(y_prob, dtype=np.float64).reshape(-1, 1)
     return truth, prob, w

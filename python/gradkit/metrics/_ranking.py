@@ -26,6 +26,7 @@ from gradkit import _config
 from gradkit._validation import (
     InvalidParameterError,
     as_kernel_float,
+    check_pos_label,
     check_sample_weight,
     target_labels,
 )
@@ -56,25 +57,6 @@ def _positive_mask(y: np.ndarray, pos_label: Any) -> np.ndarray:
     )
 
 
-def _check_pos_label(pos_label: Any, labels: np.ndarray) -> Any:
-    """sklearn's _check_pos_label_consistency, from the labels already found."""
-    if pos_label is not None:
-        return pos_label
-    allowed = ([0, 1], [-1, 1], [0], [-1], [1])
-    if (
-        labels.dtype.kind in "OUS"
-        or labels.shape[0] > 2
-        or not any(np.array_equal(labels, a) for a in allowed)
-    ):
-        classes_repr = ", ".join(repr(c) for c in labels.tolist())
-        raise ValueError(
-            f"y_true takes value in {{{classes_repr}}} and pos_label is not "
-            "specified: either make y_true take value in {0, 1} or "
-            "{-1, 1} or pass pos_label explicitly."
-        )
-    return 1
-
-
 def _binary_problem(
     y_true: Any, y_score: Any, sample_weight: Any, pos_label: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -82,7 +64,7 @@ def _binary_problem(
     y_type, labels, y = target_labels(y_true, "y_true")
     if not (y_type == "binary" or (y_type == "multiclass" and pos_label is not None)):
         raise ValueError(f"{y_type} format is not supported")
-    pos_label = _check_pos_label(pos_label, labels)
+    pos_label = check_pos_label(pos_label, labels)
     check_consistent_length(y, y_score, sample_weight)
     if _has_strings(y_score):
         # sklearn sorts such scores, then fails to take their differences.
@@ -488,7 +470,7 @@ def average_precision_score(
                 f"pos_label={pos_label} is not a valid label. It should be one of "
                 f"{present}"
             )
-        pos_label = _check_pos_label(pos_label, present)
+        pos_label = check_pos_label(pos_label, present)
         check_consistent_length(y, y_score, sample_weight)
         scores = _scores_1d(y_score)
         w = check_sample_weight(sample_weight, scores.shape[0])
