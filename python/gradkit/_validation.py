@@ -315,10 +315,6 @@ def count_codes(
     return counts.astype(np.int64), weighted
 
 
-def check_consistent(*arrays: Any) -> None:
-    check_consistent_length(*arrays)
-
-
 def target_labels(y: Any, name: str) -> tuple[str, np.ndarray, Any]:
     """(sklearn's type_of_target, sorted labels, y as an array) of one target.
 
