@@ -4,4 +4,6 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "gradkit's compiled kernels; use the public gradkit modules instead.";
   auto metrics = m.def_submodule("metrics", "metric kernels");
   register_metrics(metrics);
+  auto optim = m.def_submodule("optim", "optimizer step kernels");
+  register_optim(optim);
 }

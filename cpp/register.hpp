@@ -3,3 +3,4 @@
 #include <pybind11/pybind11.h>
 
 void register_metrics(pybind11::module_ &m);
+void register_optim(pybind11::module_ &m);

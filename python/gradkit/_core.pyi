@@ -127,3 +127,67 @@ class _Metrics(ModuleType):
         """True when no element of the C-contiguous array x (any ndim) is NaN or inf."""
 
 metrics: _Metrics
+
+class _Optim(ModuleType):
+    """Fused optimizer steps: one pass over one parameter array, updated in place.
+
+    All arrays of one call are 1-D (the caller ravels), C-contiguous, writeable,
+    the same length and the same dtype (float32 or float64); the arithmetic is done
+    in that dtype with the float scalars rounded to it, the way torch's CPU kernels
+    do (torch.optim's single-tensor path, torch 2.13). Work is split over n_threads
+    chunks; every element is independent, so results never depend on n_threads.
+    """
+
+    def sgd_step(
+        self,
+        param: NDArray,
+        grad: NDArray,
+        momentum_buffer: NDArray | None,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        nesterov: bool,
+        weight_decay: float,
+        maximize: bool,
+        first_step: bool,
+        n_threads: int,
+    ) -> None:
+        """torch.optim.SGD on one array, grad left unchanged:
+        g = -grad if maximize else grad; if weight_decay: g = g + weight_decay * p;
+        if momentum: buf = g when first_step else momentum * buf + (1 - dampening) * g
+        (buf updated in place; momentum_buffer is None when momentum == 0);
+        g = g + momentum * buf if nesterov else buf; p = p - lr * g.
+        """
+    def adam_step(
+        self,
+        param: NDArray,
+        grad: NDArray,
+        exp_avg: NDArray,
+        exp_avg_sq: NDArray,
+        max_exp_avg_sq: NDArray | None,
+        step: int,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+        maximize: bool,
+        n_threads: int,
+    ) -> None:
+        """torch.optim.Adam (decoupled=False) / AdamW (decoupled=True) on one array.
+
+        step is the count after this step (1 on the first). grad left unchanged.
+        g = -grad if maximize else grad
+        decoupled: p = p * (1 - lr * weight_decay); else g = g + weight_decay * p
+        m = lerp(m, g, 1 - beta1): w = 1 - beta1; m + w * (g - m) if w < 0.5
+            else g - (g - m) * (1 - w)            (torch's lerp)
+        v = v * beta2 + (1 - beta2) * g * g       (mul_, then addcmul_: v + c * g * g)
+        bc1 = 1 - beta1**step, bc2 = 1 - beta2**step in float64 (Python floats);
+        step_size = lr / bc1; bc2_sqrt = sqrt(bc2), both in float64 then rounded.
+        if max_exp_avg_sq is not None (amsgrad): vmax = max(vmax, v); use vmax for v.
+        denom = sqrt(v) / bc2_sqrt + eps
+        p = p + (-step_size) * (m / denom)        (addcdiv_)
+        """
+
+optim: _Optim
