@@ -33,8 +33,10 @@ __all__ = ["sgd_step", "adam_step"]
 #: Below this many elements per thread, a parallel launch costs more than it saves.
 MIN_CHUNK = 1 << 16
 
-_kernel = njit(cache=True, nogil=True)
-_parallel_kernel = njit(cache=True, nogil=True, parallel=True)
+# error_model="numpy": x / 0 is IEEE inf or NaN, as in torch and C++, rather than a
+# ZeroDivisionError check on every division, which also stops the loops vectorising.
+_kernel = njit(cache=True, nogil=True, error_model="numpy")
+_parallel_kernel = njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 
 
 def _n_chunks(n: int, n_threads: int) -> int:
