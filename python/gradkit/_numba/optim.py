@@ -8,9 +8,11 @@ would let LLVM reassociate or fuse into FMAs).
 
 Every float scalar is rounded to the array dtype by the wrappers, as torch rounds
 a Python scalar to a float32 tensor's dtype; the float64 scalars of the formulas
-(1 - lr * weight_decay, 1 - beta**step, lr / bc1, sqrt(bc2)) are Python floats
-first. Inside the kernels no literal meets an array value: numba would promote
-float32 arithmetic with a Python float or int literal to float64.
+(1 - lr * weight_decay, 1 - beta**step, lr / bc1, bc2**0.5) are Python floats
+first. bc2**0.5 is libm's pow, as in torch, and not math.sqrt: the two differ in
+the last bit for about one value in a thousand. Inside the kernels no literal
+meets an array value: numba would promote float32 arithmetic with a Python float
+or int literal to float64.
 
 Elements are independent, so results do not depend on the thread count. Large
 arrays are split into t = min(n_threads, max(1, n // 2**16)) contiguous chunks,
@@ -20,8 +22,6 @@ away per signature.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit, prange
@@ -66,8 +66,8 @@ def _part_overload(a, start, stop):
 
 @_kernel
 def _sgd_chunk(
-    param, grad, buf, lr, momentum, one_minus_dampening, nesterov, weight_decay,
-    maximize, first_step, use_weight_decay,
+    param, grad, buf, neg_lr, momentum, one_minus_dampening, nesterov,
+    weight_decay, maximize, first_step, use_weight_decay,
 ):  # fmt: skip
     for i in range(param.size):
         p = param[i]
@@ -81,19 +81,19 @@ def _sgd_chunk(
                 b = momentum * buf[i] + one_minus_dampening * g
             buf[i] = b
             g = g + momentum * b if nesterov else b
-        param[i] = p - lr * g
+        param[i] = p + neg_lr * g  # param.add_(g, alpha=-lr)
 
 
 @_parallel_kernel
 def _sgd_parallel(
-    param, grad, buf, lr, momentum, one_minus_dampening, nesterov, weight_decay,
-    maximize, first_step, use_weight_decay, t,
+    param, grad, buf, neg_lr, momentum, one_minus_dampening, nesterov,
+    weight_decay, maximize, first_step, use_weight_decay, t,
 ):  # fmt: skip
     n = param.size
     for c in prange(t):
         start, stop = _chunk_bounds(c, t, n)
         _sgd_chunk(
-            param[start:stop], grad[start:stop], _part(buf, start, stop), lr,
+            param[start:stop], grad[start:stop], _part(buf, start, stop), neg_lr,
             momentum, one_minus_dampening, nesterov, weight_decay, maximize,
             first_step, use_weight_decay,
         )  # fmt: skip
@@ -111,7 +111,7 @@ def sgd_step(
         param,
         grad,
         momentum_buffer,
-        real(lr),
+        real(-float(lr)),
         real(momentum),
         real(1.0 - float(dampening)),
         bool(nesterov),
@@ -211,10 +211,10 @@ def adam_step(
         bool(maximize),
         lerp_weight,
         real(1) - lerp_weight,  # in the dtype, as torch's lerp computes it
-        bool(lerp_weight < 0.5),
+        bool(abs(lerp_weight) < 0.5),
         real(beta2),
         real(1.0 - beta2),
-        real(math.sqrt(bc2)),
+        real(bc2**0.5),  # torch's bias_correction2**0.5
         real(eps),
         -real(lr / bc1),
     )
