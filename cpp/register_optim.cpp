@@ -34,8 +34,7 @@ void check_threads(int n_threads) {
 
 // One array of a step, checked against param: its dtype T and its length n.
 template <class T>
-void check_operand(const py::array &a, const char *name, bool in_place,
-                   py::ssize_t n) {
+void check_operand(const py::array &a, const char *name, bool in_place, py::ssize_t n) {
   // EquivTypes with the native T: rejects other dtypes and byte-swapped floats.
   if (!py::isinstance<py::array_t<T>>(a))
     throw py::type_error(std::string(name) + " must have the dtype of param (" +
@@ -47,9 +46,8 @@ void check_operand(const py::array &a, const char *name, bool in_place,
                                 " dimensions; pass the array raveled.");
   if (a.shape(0) != n)
     throw std::invalid_argument(std::string(name) + " has " +
-                                std::to_string(a.shape(0)) +
-                                " elements, expected " + std::to_string(n) +
-                                " (the length of param).");
+                                std::to_string(a.shape(0)) + " elements, expected " +
+                                std::to_string(n) + " (the length of param).");
   if (!(a.flags() & py::array::c_style))
     throw std::invalid_argument(std::string(name) +
                                 " must be C-contiguous; pass a contiguous array "
@@ -66,7 +64,8 @@ template <class F> void dispatch_param(const py::array &param, F &&f) {
   if (py::isinstance<py::array_t<double>>(param))
     return f(double{});
   throw py::type_error("param must have dtype float32 or float64, got " +
-                       dtype_name(param) + "; convert it (and its state) with "
+                       dtype_name(param) +
+                       "; convert it (and its state) with "
                        ".astype(np.float32) or .astype(np.float64).");
 }
 
@@ -80,8 +79,7 @@ void check_disjoint(const std::vector<std::pair<const char *, const py::array *>
       const auto a_end = a + as[i].second->nbytes();
       const auto b_end = b + as[j].second->nbytes();
       if (a < b_end && b < a_end)
-        throw std::invalid_argument(std::string(as[i].first) + " and " +
-                                    as[j].first +
+        throw std::invalid_argument(std::string(as[i].first) + " and " + as[j].first +
                                     " share memory; pass separate arrays.");
     }
 }
@@ -112,7 +110,7 @@ void sgd_step(const py::array &param, const py::array &grad,
       buf = mutable_ptr<T>(*momentum_buffer);
     }
     check_disjoint(arrays);
-    const go::SgdOptions options{lr,       momentum,  dampening, weight_decay,
+    const go::SgdOptions options{lr,       momentum, dampening, weight_decay,
                                  nesterov, maximize, first_step};
     T *p = mutable_ptr<T>(param);
     const T *g = static_cast<const T *>(grad.data());
@@ -140,7 +138,9 @@ void adam_step(const py::array &param, const py::array &grad, const py::array &e
     check_operand<T>(exp_avg, "exp_avg", true, n);
     check_operand<T>(exp_avg_sq, "exp_avg_sq", true, n);
     std::vector<std::pair<const char *, const py::array *>> arrays{
-        {"param", &param}, {"grad", &grad}, {"exp_avg", &exp_avg},
+        {"param", &param},
+        {"grad", &grad},
+        {"exp_avg", &exp_avg},
         {"exp_avg_sq", &exp_avg_sq}};
     T *vmax = nullptr;
     if (max_exp_avg_sq) {
@@ -174,9 +174,9 @@ void adam_step(const py::array &param, const py::array &grad, const py::array &e
 void register_optim(py::module_ &m) {
   using py::arg;
   m.def("sgd_step", &sgd_step, arg("param"), arg("grad"),
-        arg("momentum_buffer").none(true), arg("lr"), arg("momentum"),
-        arg("dampening"), arg("nesterov"), arg("weight_decay"), arg("maximize"),
-        arg("first_step"), arg("n_threads"),
+        arg("momentum_buffer").none(true), arg("lr"), arg("momentum"), arg("dampening"),
+        arg("nesterov"), arg("weight_decay"), arg("maximize"), arg("first_step"),
+        arg("n_threads"),
         "torch.optim.SGD on one 1-D array, in place; see gradkit/_core.pyi.");
   m.def("adam_step", &adam_step, arg("param"), arg("grad"), arg("exp_avg"),
         arg("exp_avg_sq"), arg("max_exp_avg_sq").none(true), arg("step"), arg("lr"),

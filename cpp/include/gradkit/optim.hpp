@@ -40,9 +40,7 @@ template <class T> inline T add_scaled(T a, T alpha, T b) {
 }
 
 // torch.maximum: NaN if either is NaN.
-template <class T> inline T nan_maximum(T a, T b) {
-  return (a > b || a != a) ? a : b;
-}
+template <class T> inline T nan_maximum(T a, T b) { return (a > b || a != a) ? a : b; }
 
 struct SgdOptions {
   double lr = 0.0;
@@ -92,9 +90,8 @@ void sgd_range(T *GRADKIT_RESTRICT param, const T *GRADKIT_RESTRICT grad,
       g = add_scaled(g, s.weight_decay, p);
     if constexpr (kMomentum) {
       // buf.mul_(momentum).add_(g, alpha=1 - dampening), or a copy of g at first.
-      const T b = s.first_step ? g
-                               : add_scaled(buf[i] * s.momentum,
-                                            s.one_minus_dampening, g);
+      const T b =
+          s.first_step ? g : add_scaled(buf[i] * s.momentum, s.one_minus_dampening, g);
       buf[i] = b;
       g = s.nesterov ? add_scaled(g, s.momentum, b) : b;
     }
@@ -104,8 +101,8 @@ void sgd_range(T *GRADKIT_RESTRICT param, const T *GRADKIT_RESTRICT grad,
 
 // The scalars of one Adam step, rounded to T.
 template <class T> struct AdamScalars {
-  T decay_factor, weight_decay, lerp_weight, lerp_complement, beta2,
-      one_minus_beta2, bc2_sqrt, eps, neg_step_size;
+  T decay_factor, weight_decay, lerp_weight, lerp_complement, beta2, one_minus_beta2,
+      bc2_sqrt, eps, neg_step_size;
   T grad_sign;
   bool lerp_small;
 
@@ -135,13 +132,10 @@ enum class Decay { kNone, kCoupled, kDecoupled };
 // kAmsgrad: max_exp_avg_sq is read and written; kLerpSmall: lerp's first branch.
 // The branches are template arguments so that the loop has none and vectorizes.
 template <class T, bool kAmsgrad, bool kLerpSmall, Decay kDecay>
-void adam_range(T *GRADKIT_RESTRICT param,
-                                      const T *GRADKIT_RESTRICT grad,
-                                      T *GRADKIT_RESTRICT exp_avg,
-                                      T *GRADKIT_RESTRICT exp_avg_sq,
-                                      T *GRADKIT_RESTRICT max_exp_avg_sq,
-                                      std::int64_t begin, std::int64_t end,
-                                      const AdamScalars<T> s) {
+void adam_range(T *GRADKIT_RESTRICT param, const T *GRADKIT_RESTRICT grad,
+                T *GRADKIT_RESTRICT exp_avg, T *GRADKIT_RESTRICT exp_avg_sq,
+                T *GRADKIT_RESTRICT max_exp_avg_sq, std::int64_t begin,
+                std::int64_t end, const AdamScalars<T> s) {
   for (std::int64_t i = begin; i < end; ++i) {
     T p = param[i];
     // -grad when maximizing: a product with -1 is exact, like the negation.
@@ -186,14 +180,13 @@ void sgd_step(T *param, const T *grad, T *momentum_buffer, std::int64_t n,
   static_assert(std::is_floating_point_v<T>);
   const detail::SgdScalars<T> s(options);
   const bool use_momentum = options.momentum != 0.0;
-  for_each_chunk(n, chunk_count(n, n_threads),
-                 [&](int, std::int64_t begin, std::int64_t end) {
-                   if (use_momentum)
-                     detail::sgd_range<T, true>(param, grad, momentum_buffer, begin,
-                                                end, s);
-                   else
-                     detail::sgd_range<T, false>(param, grad, nullptr, begin, end, s);
-                 });
+  for_each_chunk(
+      n, chunk_count(n, n_threads), [&](int, std::int64_t begin, std::int64_t end) {
+        if (use_momentum)
+          detail::sgd_range<T, true>(param, grad, momentum_buffer, begin, end, s);
+        else
+          detail::sgd_range<T, false>(param, grad, nullptr, begin, end, s);
+      });
 }
 
 // torch.optim.Adam / AdamW on n elements, in place; max_exp_avg_sq null unless
@@ -208,14 +201,12 @@ void adam_step(T *param, const T *grad, T *exp_avg, T *exp_avg_sq, T *max_exp_av
                       : options.decoupled         ? Decay::kDecoupled
                                                   : Decay::kCoupled;
   const auto run = [&](auto amsgrad, auto lerp_small, auto kind) {
-    for_each_chunk(n, chunk_count(n, n_threads),
-                   [&](int, std::int64_t begin, std::int64_t end) {
-                     detail::adam_range<T, decltype(amsgrad)::value,
-                                        decltype(lerp_small)::value,
-                                        decltype(kind)::value>(
-                         param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, begin,
-                         end, s);
-                   });
+    for_each_chunk(
+        n, chunk_count(n, n_threads), [&](int, std::int64_t begin, std::int64_t end) {
+          detail::adam_range<T, decltype(amsgrad)::value, decltype(lerp_small)::value,
+                             decltype(kind)::value>(param, grad, exp_avg, exp_avg_sq,
+                                                    max_exp_avg_sq, begin, end, s);
+        });
   };
   const auto with_decay = [&](auto amsgrad, auto lerp_small) {
     using C = std::integral_constant<Decay, Decay::kCoupled>;
