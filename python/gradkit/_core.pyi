@@ -134,8 +134,11 @@ class _Optim(ModuleType):
     All arrays of one call are 1-D (the caller ravels), C-contiguous, writeable,
     the same length and the same dtype (float32 or float64); the arithmetic is done
     in that dtype with the float scalars rounded to it, the way torch's CPU kernels
-    do (torch.optim's single-tensor path, torch 2.13). Work is split over n_threads
-    chunks; every element is independent, so results never depend on n_threads.
+    do (torch.optim's single-tensor path, torch 2.13), including a fused
+    multiply-add wherever torch's vectorized CPU kernel fuses one (add with alpha,
+    lerp, the last step of addcmul; addcdiv is (value * m) / denom, unfused):
+    cpp/include/gradkit/optim.hpp lists each. Work is split over n_threads chunks;
+    every element is independent, so results never depend on n_threads.
     """
 
     def sgd_step(
