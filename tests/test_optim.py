@@ -193,3 +193,12 @@ def test_non_contiguous_gradient_is_accepted(backend):
     optim.SGD([q], lr=0.5).step([g.copy()])
     np.testing.assert_array_equal(p, q)
     np.testing.assert_array_equal(p, -0.5 * g)
+
+
+def test_param_as_its_own_gradient(backend):
+    """The gradient may be the param array itself: the step reads a copy."""
+    p, q = np.arange(1.0, 5.0), np.arange(1.0, 5.0)
+    optim.SGD([p], lr=0.5, momentum=0.9).step([p])
+    optim.SGD([q], lr=0.5, momentum=0.9).step([q.copy()])
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(p, 0.5 * np.arange(1.0, 5.0))

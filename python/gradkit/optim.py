@@ -113,6 +113,8 @@ class Optimizer:
                     f"grads[{i}] has dtype {g.dtype} but params[{i}] is {p.dtype}; "
                     "gradients must have their parameter's dtype."
                 )
+            if np.may_share_memory(g, p):
+                g = g.copy()  # the kernels read the gradient while writing the param
             checked.append(np.ascontiguousarray(g).reshape(-1))
         return checked
 
