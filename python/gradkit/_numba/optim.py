@@ -68,12 +68,17 @@ def _fma(a, b, c):  # pragma: no cover - the overload runs under numba
     """a * b + c rounded once, in the dtype of a (NUMBA_DISABLE_JIT only: exact
     rational arithmetic, then one correct rounding)."""
     real = type(a)
-    if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)):
-        return real(a * b + c)
+    if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)) or a == 0 or b == 0:
+        with np.errstate(all="ignore"):  # NaN, inf and signed zeros as IEEE has them
+            return real(a * b + c)
     exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    if exact == 0:
+        return real(0.0)  # an exact cancellation is +0 when rounding to nearest
     near = float(exact)  # correctly rounded to double
     rounded = real(near)
-    if real is np.float64 or float(rounded) == near or Fraction(near) == exact:
+    if real is np.float64 or float(rounded) == near or not np.isfinite(rounded):
+        return rounded
+    if Fraction(near) == exact:
         return rounded
     # near may sit on a float32 tie that exact does not: round from exact instead
     other = np.nextafter(
