@@ -187,10 +187,11 @@ class _Optim(ModuleType):
             else g - (g - m) * (1 - w)            (torch's lerp)
         v = v * beta2 + (1 - beta2) * g * g       (mul_, then addcmul_: v + c * g * g)
         bc1 = 1 - beta1**step, bc2 = 1 - beta2**step in float64 (Python floats);
-        step_size = lr / bc1; bc2_sqrt = sqrt(bc2), both in float64 then rounded.
+        step_size = lr / bc1; bc2_sqrt = bc2 ** 0.5 (libm pow, as torch writes it),
+        both in float64 then rounded. weight_decay == 0 is skipped, as in torch.
         if max_exp_avg_sq is not None (amsgrad): vmax = max(vmax, v); use vmax for v.
         denom = sqrt(v) / bc2_sqrt + eps
-        p = p + (-step_size) * (m / denom)        (addcdiv_)
+        p = p + ((-step_size) * m) / denom        (addcdiv_, torch's CPU order)
         """
 
 optim: _Optim
