@@ -29,6 +29,14 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
+from gradkit._numba._parallel import (
+    MIN_CHUNK,
+    chunk_bounds,
+    kernel,
+    n_chunks,
+    optional_slice,
+    parallel_kernel,
+)
 from gradkit._numba.sort import (
     key_all_bits,
     key_sign_bit,
@@ -47,44 +55,19 @@ __all__ = [
     "all_finite",
 ]
 
-#: Below this many rows per thread, a parallel launch costs more than it saves.
-MIN_CHUNK = 1 << 16
 #: Float sums are accumulated per block of this many rows, then added to the
 #: running total, so rounding error grows with n / BLOCK rather than n.
 BLOCK = 256
 
-_kernel = njit(cache=True, nogil=True, error_model="numpy")
 #: Eight-byte cells between two threads' counters: 128 bytes, two cache lines.
 _PAD = 16
-_parallel_kernel = njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 #: Small helpers that branch on `w is None` are plain kernels, not inline="always":
 #: numba prunes such a branch per signature on an argument, not on an IR-inlined
 #: copy of it; LLVM inlines them all the same.
-_helper = _kernel
+_helper = kernel
 _U64 = np.uint64
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
-
-
-def _n_chunks(n: int, n_threads: int) -> int:
-    return max(1, min(int(n_threads), n // MIN_CHUNK))
-
-
-@njit(inline="always")
-def _chunk_bounds(c, t, n):
-    return c * n // t, (c + 1) * n // t
-
-
-def _rows(w, start, stop):  # pragma: no cover - the overload runs under numba
-    return None if w is None else w[start:stop]
-
-
-@overload(_rows)
-def _rows_overload(w, start, stop):
-    # Typed per call site, so that None stays None (not an Optional) in a prange.
-    if isinstance(w, types.NoneType):
-        return lambda w, start, stop: None
-    return lambda w, start, stop: w[start:stop]
 
 
 # --------------------------------------------------------------------------------
@@ -176,7 +159,7 @@ def _count_pair(a, b, w, i, lo, hi, width, at, counts, wsum):
         wsum[cell] += w[i]
 
 
-@_kernel
+@kernel
 def _label_table_chunk(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum):
     """Count one chunk (the arrays are its slices) into counts, n_sub tables of
     width * width + 1 cells, and the same with weights into wsum (when w is not
@@ -198,7 +181,7 @@ def _label_table_chunk(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum):
             vmax,
             flags,
         )
-        wb = _rows(w, b, b + _LABEL_BLOCK)
+        wb = optional_slice(w, b, b + _LABEL_BLOCK)
         m = tb.size
         # Rows in whole groups of 4 go to table i % 4 (of n_sub), the rest to 0.
         grouped = m - m % 4
@@ -215,16 +198,16 @@ def _label_table_chunk(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum):
     return vmin, vmax, flags
 
 
-@_parallel_kernel
+@parallel_kernel
 def _label_table_parallel(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum, stats):
     t = counts.shape[0]
     n = y_true.size
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         stats[c, 0], stats[c, 1], stats[c, 2] = _label_table_chunk(
             y_true[start:stop],
             y_pred[start:stop],
-            _rows(w, start, stop),
+            optional_slice(w, start, stop),
             lo,
             hi,
             width,
@@ -234,7 +217,7 @@ def _label_table_parallel(y_true, y_pred, w, lo, hi, width, n_sub, counts, wsum,
         )
 
 
-@_kernel
+@kernel
 def _fold_tables(tables, n_sub, stride):
     """Add the n_sub tables of stride cells at the start of each row of tables (a
     row per chunk) into one, chunk by chunk, and in a chunk table by table."""
@@ -254,7 +237,7 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
     cells = width * width
     stride = cells + 1
     n_sub = _LABEL_SUB_TABLES if stride <= _MAX_SUB_TABLED_CELLS else 1
-    t = _n_chunks(n, n_threads)
+    t = n_chunks(n, n_threads)
     # The per-chunk tables cost t * width**2 cells: with many classes keep them no
     # bigger than the input. Counts are exact whatever t is.
     if t > 1 and cells > MIN_CHUNK:
@@ -306,7 +289,7 @@ def label_table(y_true, y_pred, sample_weight, lo, width, n_threads):
 _EXACT_AUC_ROWS = 1 << 31
 
 
-@_kernel
+@kernel
 def _rank_count(w):
     """Samples of nonzero weight in one chunk (its slice of w)."""
     kept = 0
@@ -315,7 +298,7 @@ def _rank_count(w):
     return kept
 
 
-@_kernel
+@kernel
 def _rank_fill(y_true, bits, w, at, keys, flags, weights):
     """Write one chunk's rows (its slices) of nonzero weight from row `at` on.
 
@@ -354,24 +337,24 @@ def _rank_fill(y_true, bits, w, at, keys, flags, weights):
     return diff, first
 
 
-@_parallel_kernel
+@parallel_kernel
 def _rank_parallel(y_true, bits, w, t, keys, flags, weights):
     """_rank_fill over t chunks; returns (rows kept, OR of key ^ keys[0])."""
     n = y_true.size
     at = np.zeros(t + 1, np.int64)
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         at[c + 1] = stop - start if w is None else _rank_count(w[start:stop])
     for c in range(t):
         at[c + 1] += at[c]
     diffs = np.zeros(t, keys.dtype)
     firsts = np.zeros(t, keys.dtype)
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         diffs[c], firsts[c] = _rank_fill(
             y_true[start:stop],
             bits[start:stop],
-            _rows(w, start, stop),
+            optional_slice(w, start, stop),
             at[c],
             keys,
             flags,
@@ -393,7 +376,7 @@ def _ranked(y_true, y_score, w, n_threads):
     keys = np.empty(n, bits.dtype)
     flags = np.empty(n, np.uint8)
     weights = None if w is None else np.empty(n, np.float64)
-    t = _n_chunks(n, n_threads)
+    t = n_chunks(n, n_threads)
     if t == 1:
         m = n if w is None else _rank_count(w)
         diff, _ = _rank_fill(y_true, bits, w, 0, keys, flags, weights)
@@ -446,7 +429,7 @@ def _sample(keys, flags, weights, i):
     return keys[i], weights[i] * positive, weights[i] * (1 - positive)
 
 
-@_kernel
+@kernel
 def _auc_walk(keys, flags, weights, exact):
     m = keys.size
     if m == 0:
@@ -526,7 +509,7 @@ def _precision(tps, fps):
     return tps / predicted if predicted != 0.0 else 0.0
 
 
-@_kernel
+@kernel
 def _positive_total(keys, flags, weights):
     """The positive weight (count), summed group by group as the walks do."""
     if weights is None:  # a count: any order gives it exactly
@@ -546,7 +529,7 @@ def _positive_total(keys, flags, weights):
     return total + pos_g
 
 
-@_kernel
+@kernel
 def _ap_walk(keys, flags, weights):
     m = keys.size
     if m == 0:
@@ -579,7 +562,7 @@ def _ap_walk(keys, flags, weights):
     return ap, pos_total
 
 
-@_kernel
+@kernel
 def _curve_walk(keys, flags, weights, fps, tps, threshold_bits):
     """Fill fps, tps, threshold_bits (raw float bits) per tie group; returns how
     many groups there are."""
@@ -642,7 +625,7 @@ def binary_average_precision(y_true, y_score, sample_weight, n_threads):
 # log_loss_sum
 
 
-@_kernel
+@kernel
 def _log_loss_chunk(y_index, probs, k, one_column, w, eps):
     """(sum of w * loss, sum of w) over one chunk (its slices); probs is flat,
     (rows * k,), or (rows,) when one_column."""
@@ -672,18 +655,18 @@ def _log_loss_chunk(y_index, probs, k, one_column, w, eps):
     return total, total_w
 
 
-@_parallel_kernel
+@parallel_kernel
 def _log_loss_parallel(y_index, probs, k, one_column, w, eps, t):
     n = y_index.size
     parts = np.empty((t, 2), np.float64)
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         parts[c, 0], parts[c, 1] = _log_loss_chunk(
             y_index[start:stop],
             probs[start * k : stop * k],
             k,
             one_column,
-            _rows(w, start, stop),
+            optional_slice(w, start, stop),
             eps,
         )
     total = parts[0, 0]
@@ -699,7 +682,7 @@ def log_loss_sum(y_index, y_prob, sample_weight, eps, n_threads):
     one_column = y_prob.ndim == 1
     k = 1 if one_column else y_prob.shape[1]
     probs = y_prob.reshape(-1)
-    t = _n_chunks(n, n_threads)
+    t = n_chunks(n, n_threads)
     if t == 1:
         out = _log_loss_chunk(y_index, probs, k, one_column, sample_weight, float(eps))
     else:
@@ -728,7 +711,7 @@ def _first_terms(t, p, w, i):
     return wi * (d * d), wi * abs(d), wi * ti, wi
 
 
-@_kernel
+@kernel
 def _first_one_column(t, p, w):
     """Blocked (sum w, sum w*d**2, sum w*|d|, sum w*t) of one chunk of one column."""
     n = t.size
@@ -795,7 +778,7 @@ def _second_term(t, w, mean, i):
     return d * d if w is None else w[i] * (d * d)
 
 
-@_kernel
+@kernel
 def _second_one_column(t, w, mean):
     """Blocked sum of w * (t - mean)**2 over one chunk of one column, as (1,)."""
     n = t.size
@@ -820,7 +803,7 @@ def _second_one_column(t, w, mean):
     return total
 
 
-@_kernel
+@kernel
 def _sums_columns(t, p, w, mean, second):
     """The blocked, laned sums of (rows, k) slices: when not second, a (1 + 3k,)
     array [sum w, w*d**2 per column, w*|d| per column, w*t per column], d = t - p;
@@ -874,15 +857,19 @@ def _column_sums(t, p, w, mean, second):
     return _sums_columns(t, p, w, mean, second)
 
 
-@_parallel_kernel
+@parallel_kernel
 def _chunked_sums(y_true, y_pred, w, mean, second, t):
     """_column_sums of t chunks, added in chunk order."""
     n, k = y_true.shape
     parts = np.empty((t, k if second else 1 + 3 * k))
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         parts[c] = _column_sums(
-            y_true[start:stop], y_pred[start:stop], _rows(w, start, stop), mean, second
+            y_true[start:stop],
+            y_pred[start:stop],
+            optional_slice(w, start, stop),
+            mean,
+            second,
         )
     total = parts[0].copy()
     for c in range(1, t):
@@ -892,7 +879,7 @@ def _chunked_sums(y_true, y_pred, w, mean, second, t):
 
 def regression_stats(y_true, y_pred, sample_weight, n_threads):
     n, k = y_true.shape
-    t = _n_chunks(n, n_threads)
+    t = n_chunks(n, n_threads)
 
     def sums(mean, second):
         if t == 1:
@@ -917,7 +904,7 @@ def regression_stats(y_true, y_pred, sample_weight, n_threads):
 _FINITE_BLOCK = 4096
 
 
-@_kernel
+@kernel
 def _all_finite_chunk(bits):
     # A float is NaN or inf exactly when its exponent bits are all ones.
     exponent = _U64(0x7FF0000000000000) if bits.itemsize == 8 else _U64(0x7F800000)
@@ -931,19 +918,19 @@ def _all_finite_chunk(bits):
     return True
 
 
-@_parallel_kernel
+@parallel_kernel
 def _all_finite_parallel(bits, t):
     n = bits.size
     ok = np.empty(t, np.bool_)
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         ok[c] = _all_finite_chunk(bits[start:stop])
     return ok.all()
 
 
 def all_finite(x, n_threads):
     bits = x.reshape(-1).view(np.uint64 if x.dtype.itemsize == 8 else np.uint32)
-    t = _n_chunks(bits.size, n_threads)
+    t = n_chunks(bits.size, n_threads)
     if t == 1:
         return bool(_all_finite_chunk(bits))
     return bool(_all_finite_parallel(bits, t))

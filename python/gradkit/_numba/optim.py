@@ -28,40 +28,19 @@ from fractions import Fraction
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange
+from numba import prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
+from gradkit._numba._parallel import (
+    chunk_bounds,
+    kernel,
+    n_chunks,
+    optional_slice,
+    parallel_kernel,
+)
+
 __all__ = ["sgd_step", "adam_step"]
-
-#: Below this many elements per thread, a parallel launch costs more than it saves.
-MIN_CHUNK = 1 << 16
-
-# error_model="numpy": x / 0 is IEEE inf or NaN, as in torch and C++, rather than a
-# ZeroDivisionError check on every division, which also stops the loops vectorising.
-_kernel = njit(cache=True, nogil=True, error_model="numpy")
-_parallel_kernel = njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-
-
-def _n_chunks(n: int, n_threads: int) -> int:
-    return max(1, min(int(n_threads), n // MIN_CHUNK))
-
-
-@njit(inline="always")
-def _chunk_bounds(c, t, n):
-    return c * n // t, (c + 1) * n // t
-
-
-def _part(a, start, stop):  # pragma: no cover - the overload runs under numba
-    return None if a is None else a[start:stop]
-
-
-@overload(_part)
-def _part_overload(a, start, stop):
-    # Typed per call site, so that None stays None (not an Optional) in a prange.
-    if isinstance(a, types.NoneType):
-        return lambda a, start, stop: None
-    return lambda a, start, stop: a[start:stop]
 
 
 def _fma(a, b, c):  # pragma: no cover - the overload runs under numba
@@ -113,7 +92,7 @@ def _fma_overload(a, b, c):
 # sgd_step
 
 
-@_kernel
+@kernel
 def _sgd_chunk(
     param, grad, buf, neg_lr, momentum, one_minus_dampening, nesterov,
     weight_decay, maximize, first_step, use_weight_decay,
@@ -133,17 +112,17 @@ def _sgd_chunk(
         param[i] = _fma(neg_lr, g, p)  # param.add_(g, alpha=-lr)
 
 
-@_parallel_kernel
+@parallel_kernel
 def _sgd_parallel(
     param, grad, buf, neg_lr, momentum, one_minus_dampening, nesterov,
     weight_decay, maximize, first_step, use_weight_decay, t,
 ):  # fmt: skip
     n = param.size
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         _sgd_chunk(
-            param[start:stop], grad[start:stop], _part(buf, start, stop), neg_lr,
-            momentum, one_minus_dampening, nesterov, weight_decay, maximize,
+            param[start:stop], grad[start:stop], optional_slice(buf, start, stop),
+            neg_lr, momentum, one_minus_dampening, nesterov, weight_decay, maximize,
             first_step, use_weight_decay,
         )  # fmt: skip
 
@@ -169,7 +148,7 @@ def sgd_step(
         bool(first_step),
         float(weight_decay) != 0.0,  # torch skips the add, so 0 * inf never meets g
     )
-    t = _n_chunks(n, n_threads)
+    t = n_chunks(n, n_threads)
     if t == 1:
         _sgd_chunk(*args)
     else:
@@ -181,7 +160,7 @@ def sgd_step(
 # adam_step
 
 
-@_kernel
+@kernel
 def _adam_chunk(
     param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, decay_factor, weight_decay,
     decoupled, use_weight_decay, maximize, lerp_weight, one_minus_lerp_weight,
@@ -217,7 +196,7 @@ def _adam_chunk(
         param[i] = p + neg_step_size * m / denom
 
 
-@_parallel_kernel
+@parallel_kernel
 def _adam_parallel(
     param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, decay_factor, weight_decay,
     decoupled, use_weight_decay, maximize, lerp_weight, one_minus_lerp_weight,
@@ -225,10 +204,10 @@ def _adam_parallel(
 ):  # fmt: skip
     n = param.size
     for c in prange(t):
-        start, stop = _chunk_bounds(c, t, n)
+        start, stop = chunk_bounds(c, t, n)
         _adam_chunk(
             param[start:stop], grad[start:stop], exp_avg[start:stop],
-            exp_avg_sq[start:stop], _part(max_exp_avg_sq, start, stop),
+            exp_avg_sq[start:stop], optional_slice(max_exp_avg_sq, start, stop),
             decay_factor, weight_decay, decoupled, use_weight_decay, maximize,
             lerp_weight, one_minus_lerp_weight, small_lerp_weight, beta2,
             one_minus_beta2, bc2_sqrt, eps, neg_step_size,
@@ -269,7 +248,7 @@ def adam_step(
         real(eps),
         -real(lr / bc1),
     )
-    t = _n_chunks(n, n_threads)
+    t = n_chunks(n, n_threads)
     if t == 1:
         _adam_chunk(*args)
     else:
