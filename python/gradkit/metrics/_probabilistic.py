@@ -71,6 +71,32 @@ def _classes_and_index(y_true: Any, labels: Any) -> tuple[np.ndarray, np.ndarray
     return classes, index
 
 
+def _check_prob_columns(y_prob: np.ndarray, classes: np.ndarray, labels: Any) -> None:
+    """sklearn's checks of 2-D probabilities: rows summing to 1 (a warning) and one
+    column per class (an error). A 1-D y_prob counts as the two columns [1 - p, p]."""
+    if y_prob.ndim == 2:
+        eps = np.finfo(y_prob.dtype).eps
+        if not np.all(np.isclose(y_prob.sum(axis=1), 1, rtol=sqrt(eps))):
+            warnings.warn(
+                "The y_prob values do not sum to one. Make sure to pass probabilities.",
+                UserWarning,
+                stacklevel=3,
+            )
+    n_columns = 2 if y_prob.ndim == 1 else y_prob.shape[1]
+    if classes.shape[0] != n_columns:
+        if labels is None:
+            raise ValueError(
+                "y_true and y_prob contain different number of classes: "
+                f"{classes.shape[0]} vs {n_columns}. Please provide the true labels "
+                "explicitly through the labels argument. Classes found in y_true: "
+                f"{classes}"
+            )
+        raise ValueError(
+            "The number of classes in labels is different from that in y_prob. "
+            f"Classes found in labels: {classes}"
+        )
+
+
 def log_loss(
     y_true: Any,
     y_proba: Any = None,
@@ -115,26 +141,8 @@ def log_loss(
     prob = as_kernel_float(y_proba)
     if prob.ndim == 2 and prob.shape[1] == 1:
         prob = prob[:, 0]
-    n_columns = 2 if prob.ndim == 1 else prob.shape[1]
+    _check_prob_columns(prob, classes, labels)
     eps = float(np.finfo(prob.dtype).eps)
-    if prob.ndim == 2 and not np.all(np.isclose(prob.sum(axis=1), 1, rtol=sqrt(eps))):
-        warnings.warn(
-            "The y_prob values do not sum to one. Make sure to pass probabilities.",
-            UserWarning,
-            stacklevel=2,
-        )
-    if classes.shape[0] != n_columns:
-        if labels is None:
-            raise ValueError(
-                "y_true and y_prob contain different number of classes: "
-                f"{classes.shape[0]} vs {n_columns}. Please provide the true labels "
-                "explicitly through the labels argument. Classes found in y_true: "
-                f"{classes}"
-            )
-        raise ValueError(
-            "The number of classes in labels is different from that in y_prob. "
-            f"Classes found in labels: {classes}"
-        )
     loss_sum, weight_sum = _config.kernels("metrics").log_loss_sum(
         index, prob, w, eps, _config.n_threads()
     )
@@ -189,26 +197,8 @@ def brier_score_loss(
         check_consistent_length(y_proba, y_true, sample_weight)
         w = check_sample_weight(sample_weight, y_proba.shape[0])
         classes, index = _classes_and_index(y_true, labels)
-        eps = np.finfo(y_proba.dtype).eps
-        if not np.all(np.isclose(y_proba.sum(axis=1), 1, rtol=sqrt(eps))):
-            warnings.warn(
-                "The y_prob values do not sum to one. Make sure to pass probabilities.",
-                UserWarning,
-                stacklevel=2,
-            )
+        _check_prob_columns(y_proba, classes, labels)
         n_columns = y_proba.shape[1]
-        if classes.shape[0] != n_columns:
-            if labels is None:
-                raise ValueError(
-                    "y_true and y_prob contain different number of classes: "
-                    f"{classes.shape[0]} vs {n_columns}. Please provide the true "
-                    "labels explicitly through the labels argument. Classes found in "
-                    f"y_true: {classes}"
-                )
-            raise ValueError(
-                "The number of classes in labels is different from that in y_prob. "
-                f"Classes found in labels: {classes}"
-            )
         truth = np.zeros(y_proba.shape, dtype=np.float64)
         truth[np.arange(len(index)), index] = 1.0
         prob = np.ascontiguousarray(y_proba, dtype=np.float64)

@@ -42,12 +42,7 @@ def _kernel() -> Any:
 def _scores_1d(y_score: Any) -> np.ndarray:
     """A finite 1-D float score array, as sklearn's checks want it."""
     y_score = column_or_1d(y_score)
-    return _float_scores(check_array(y_score, ensure_2d=False, input_name="y_score"))
-
-
-def _float_scores(y_score: np.ndarray) -> np.ndarray:
-    """Scores the kernels take: float32 stays float32, anything else is float64."""
-    return as_kernel_float(y_score)
+    return as_kernel_float(check_array(y_score, ensure_2d=False, input_name="y_score"))
 
 
 def _positive_mask(y: np.ndarray, pos_label: Any) -> np.ndarray:
@@ -254,7 +249,7 @@ def _average_binary_score(
         column_true = y_true[:, c] if axis == 1 else y_true[c]
         column_score = y_score[:, c] if axis == 1 else y_score[c]
         score[c] = metric(
-            _positive_mask(column_true, 1), _float_scores(column_score), score_weight
+            _positive_mask(column_true, 1), as_kernel_float(column_score), score_weight
         )
     if average is None:
         return score
@@ -317,7 +312,7 @@ def roc_auc_score(
     w = None
     if y_type == "binary":
         check_consistent_length(y, y_score, sample_weight)
-        scores = _float_scores(column_or_1d(y_score))
+        scores = as_kernel_float(column_or_1d(y_score))
         w = check_sample_weight(sample_weight, scores.shape[0])
         pos = (
             _positive_mask(y, classes[-1])
@@ -417,12 +412,12 @@ def _ovo_auc(
         prevalence.append(np.average(ab_mask))
         a_auc = _binary_roc_auc(
             _positive_mask(a_mask[ab_mask], True),
-            _float_scores(y_score[ab_mask, a]),
+            as_kernel_float(y_score[ab_mask, a]),
             None,
         )
         b_auc = _binary_roc_auc(
             _positive_mask(b_mask[ab_mask], True),
-            _float_scores(y_score[ab_mask, b]),
+            as_kernel_float(y_score[ab_mask, b]),
             None,
         )
         pair_scores.append((a_auc + b_auc) / 2)
