@@ -9,6 +9,16 @@ Each step is one fused pass per array in a compiled kernel (C++ or numba, as
 gradkit's config says), in the array's own dtype, following torch.optim's
 single-tensor path step for step. A gradient given as None skips its array, as a
 missing .grad does in torch. state_dict() / load_state_dict() round-trip exactly.
+
+Learning-rate schedules change opt.param_groups[0]["lr"] once per scheduler.step(),
+as torch.optim.lr_scheduler does: ConstantLR, StepLR, ExponentialLR and
+CosineAnnealingLR follow torch's closed forms; OptimalLR, InvScalingLR and
+AdaptiveLR are scikit-learn's SGD schedules ("optimal", "invscaling", "adaptive").
+
+    sched = gradkit.optim.CosineAnnealingLR(opt, T_max=100)
+    for epoch in range(100):
+        ...                              # opt.step(...) for each batch
+        sched.step()
 """
 
 from __future__ import annotations
@@ -22,7 +32,20 @@ import numpy as np
 
 from gradkit import _config
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]
+__all__ = [
+    "SGD",
+    "AdaptiveLR",
+    "Adam",
+    "AdamW",
+    "ConstantLR",
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "InvScalingLR",
+    "LRScheduler",
+    "OptimalLR",
+    "Optimizer",
+    "StepLR",
+]
 
 
 def _check_params(params: Any) -> list[np.ndarray]:
@@ -369,3 +392,175 @@ class AdamW(Adam):
             amsgrad=amsgrad,
             maximize=maximize,
         )
+
+
+class LRScheduler:
+    """Sets the optimizer's learning rate from the number of scheduler steps taken.
+
+    Like torch.optim.lr_scheduler: the rate at construction is the base rate and
+    step count 0; each step() advances the count by one and sets the new rate.
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                f"optimizer must be a gradkit.optim optimizer, got "
+                f"{type(optimizer).__name__}."
+            )
+        self.optimizer = optimizer
+        self.base_lr = float(optimizer.param_groups[0]["lr"])
+        self.last_epoch = 0
+        self._set(self.lr_at(0))
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate after `epoch` steps."""
+        raise NotImplementedError
+
+    def _set(self, lr: float) -> None:
+        self.optimizer.param_groups[0]["lr"] = lr
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self._set(self.lr_at(self.last_epoch))
+
+    def get_last_lr(self) -> list[float]:
+        return [float(self.optimizer.param_groups[0]["lr"])]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(v) for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        vars(self).update(copy.deepcopy(state_dict))
+
+
+class ConstantLR(LRScheduler):
+    """torch's ConstantLR: base_lr * factor for the first total_iters steps, then
+    base_lr. factor=1 is a constant rate."""
+
+    def __init__(
+        self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5
+    ) -> None:
+        self.factor = _check_number(factor, "factor", 0.0, 1.0, high_open=False)
+        self.total_iters = int(_check_number(total_iters, "total_iters", 0.0))
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr * (self.factor if epoch < self.total_iters else 1.0)
+
+
+class StepLR(LRScheduler):
+    """torch's StepLR: base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(
+        self, optimizer: Optimizer, step_size: int, gamma: float = 0.1
+    ) -> None:
+        self.step_size = int(_check_number(step_size, "step_size", 1.0))
+        self.gamma = _check_number(gamma, "gamma", 0.0, low_open=True)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(LRScheduler):
+    """torch's ExponentialLR: base_lr * gamma ** epoch."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float) -> None:
+        self.gamma = _check_number(gamma, "gamma", 0.0, low_open=True)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr * self.gamma**epoch
+
+
+class CosineAnnealingLR(LRScheduler):
+    """torch's CosineAnnealingLR (closed form):
+    eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
+        self.T_max = int(_check_number(T_max, "T_max", 1.0))
+        self.eta_min = _check_number(eta_min, "eta_min", 0.0)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        cosine = 1.0 + math.cos(math.pi * epoch / self.T_max)
+        return self.eta_min + (self.base_lr - self.eta_min) * cosine / 2.0
+
+
+class OptimalLR(LRScheduler):
+    """scikit-learn's "optimal" schedule: 1 / (alpha * (t0 + epoch)).
+
+    The base rate of the optimizer is not used. t0 defaults to scikit-learn's
+    choice for a loss whose slope is at most 1 (hinge, log_loss, ...): the first
+    rate is then sqrt(1 / sqrt(alpha)), a typical weight's size.
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, alpha: float, t0: float | None = None
+    ) -> None:
+        self.alpha = _check_number(alpha, "alpha", 0.0, low_open=True)
+        typical_weight = math.sqrt(1.0 / math.sqrt(self.alpha))
+        default_t0 = 1.0 / (typical_weight * self.alpha)
+        self.t0 = (
+            default_t0 if t0 is None else _check_number(t0, "t0", 0.0, low_open=True)
+        )
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        return 1.0 / (self.alpha * (self.t0 + epoch))
+
+
+class InvScalingLR(LRScheduler):
+    """scikit-learn's "invscaling" schedule: base_lr / (epoch + 1) ** power_t."""
+
+    def __init__(self, optimizer: Optimizer, power_t: float = 0.5) -> None:
+        self.power_t = _check_number(power_t, "power_t", 0.0)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr / (epoch + 1) ** self.power_t
+
+
+class AdaptiveLR(LRScheduler):
+    """scikit-learn's "adaptive" schedule: step(loss) once per epoch; after
+    n_iter_no_change epochs whose loss is not below best - tol, the rate is
+    multiplied by factor (1/5), as long as it is above min_lr."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        tol: float = 1e-3,
+        n_iter_no_change: int = 5,
+        factor: float = 0.2,
+        min_lr: float = 1e-6,
+    ) -> None:
+        self.tol = _check_number(tol, "tol", 0.0)
+        self.n_iter_no_change = int(
+            _check_number(n_iter_no_change, "n_iter_no_change", 1.0)
+        )
+        self.factor = _check_number(factor, "factor", 0.0, 1.0, low_open=True)
+        self.min_lr = _check_number(min_lr, "min_lr", 0.0)
+        self.best = math.inf
+        self.no_improvement = 0
+        self.lr = 0.0
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr if epoch else self.base_lr
+
+    def step(self, loss: float | None = None) -> None:  # type: ignore[override]
+        if loss is None:
+            raise TypeError("AdaptiveLR.step(loss) needs the epoch's loss.")
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        loss = float(loss)
+        if loss > self.best - self.tol:
+            self.no_improvement += 1
+        else:
+            self.no_improvement = 0
+        self.best = min(self.best, loss)
+        if self.no_improvement >= self.n_iter_no_change and lr > self.min_lr:
+            lr *= self.factor
+            self.no_improvement = 0
+        self.lr = lr
+        self.last_epoch += 1
+        self._set(lr)
