@@ -6,4 +6,6 @@ PYBIND11_MODULE(_core, m) {
   register_metrics(metrics);
   auto optim = m.def_submodule("optim", "optimizer step kernels");
   register_optim(optim);
+  auto linear = m.def_submodule("linear", "linear-model kernels");
+  register_linear(linear);
 }

@@ -43,3 +43,62 @@ def curve_counts(y_true, y_score, sample_weight=None):
     tps = np.array([w[(s >= t) & y].sum() for t in thresholds])
     fps = np.array([w[(s >= t) & ~y].sum() for t in thresholds])
     return fps, tps, thresholds
+
+
+def linear_losses(code, param, y, p):
+    """(loss, d loss / d p) of the single-output loss `code` (0-7 of
+    gradkit._core.linear), elementwise over the float64 arrays y and p."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if code == 0:  # squared_error
+        return 0.5 * (p - y) ** 2, p - y
+    if code == 1:  # huber
+        r = p - y
+        inside = np.abs(r) <= param
+        loss = np.where(inside, 0.5 * r**2, param * (np.abs(r) - param / 2))
+        return loss, np.where(inside, r, param * np.sign(r))
+    if code in (2, 3):  # (squared_)epsilon_insensitive
+        excess = np.maximum(0.0, np.abs(y - p) - param)
+        sign = np.where(y - p > param, -1.0, np.where(p - y > param, 1.0, 0.0))
+        if code == 2:
+            return excess, sign
+        return excess**2, 2 * sign * excess
+    if code == 4:  # log_loss, y in {0, 1}
+        return np.logaddexp(0.0, p) - y * p, 1 / (1 + np.exp(-p)) - y
+    z = p * y
+    if code == 5:  # hinge, y in {-1, 1}
+        return np.where(z <= param, param - z, 0.0), np.where(z <= param, -y, 0.0)
+    if code == 6:  # squared_hinge
+        m = np.maximum(0.0, param - z)
+        return m**2, -2 * y * m
+    if code == 7:  # modified_huber
+        loss = np.where(z >= 1, 0.0, np.where(z >= -1, (1 - z) ** 2, -4 * z))
+        dloss = np.where(z >= 1, 0.0, np.where(z >= -1, -2 * (1 - z) * y, -4 * y))
+        return loss, dloss
+    raise ValueError(f"no single-output loss code {code}")
+
+
+def linear_loss_grad(X, y, sample_weight, rows, coef, intercept, code, param):
+    """(loss, grad_coef, grad_intercept) of gradkit._core.linear.loss_grad from
+    numpy's matrix products: X dense, any float dtype; code 8 is the multinomial
+    loss with y the class index. Rows of weight 0 add nothing."""
+    X = np.asarray(X, dtype=np.float64)
+    index = np.arange(len(y)) if rows is None else np.asarray(rows)
+    Xr, yr = X[index], np.asarray(y, dtype=np.float64)[index]
+    w = np.ones(len(index)) if sample_weight is None else sample_weight[index]
+    keep = w != 0
+    Xr, yr, w = Xr[keep], yr[keep], w[keep]
+    P = Xr @ coef.T + intercept  # (m, k)
+    if code == 8:
+        top = P.max(axis=1, keepdims=True)
+        log_sum = np.log(np.exp(P - top).sum(axis=1)) + top[:, 0]
+        labels = yr.astype(np.int64)
+        loss = log_sum - P[np.arange(len(yr)), labels]
+        G = np.exp(P - log_sum[:, None])
+        G[np.arange(len(yr)), labels] -= 1.0
+    else:
+        loss, dloss = linear_losses(code, param, yr, P[:, 0])
+        G = np.zeros_like(P)
+        G[:, 0] = dloss
+    G = G * w[:, None]
+    return float(np.sum(w * loss)), G.T @ Xr, G.sum(axis=0)

@@ -2,8 +2,8 @@
 
 Compiled code hides nothing here, but a kernel that only works when numba compiles
 it (or whose pure-Python reading is wrong) would still pass the other tests; this
-runs every kernel of gradkit._numba.metrics as plain Python, in a subprocess, and
-checks it against the C++ twin on the same small inputs.
+runs every kernel of gradkit._numba.metrics and gradkit._numba.linear as plain
+Python, in a subprocess, and checks it against the C++ twin on the same small inputs.
 """
 
 import os
@@ -50,6 +50,78 @@ for weights in (None, w):
     same(nb.regression_stats(reg_true, reg_pred, weights, 1),
          cpp.regression_stats(reg_true, reg_pred, weights, 1))
 same(nb.all_finite(scores, 1), cpp.all_finite(scores, 1))
+
+# linear: loss_grad on every loss, sgd_epoch on every single-output loss, dense
+# (float64 and float32) and CSR, with an L2 run that resets wscale.
+import scipy.sparse as sp
+from gradkit._core import linear as cpp_linear
+from gradkit._numba import linear as nb_linear
+
+n, d = 24, 5
+X = rng.standard_normal((n, d))
+X[rng.random((n, d)) < 0.4] = 0
+csr = sp.csr_matrix(X)
+layouts = [
+    (X, None, None),
+    (X.astype(np.float32), None, None),
+    (csr.data, csr.indices.astype(np.int32), csr.indptr.astype(np.int64)),
+]
+weights = rng.random(n) * (rng.random(n) > 0.2)
+rows = rng.integers(0, n, 2 * n).astype(np.int64)
+params = {1: 0.7, 2: 0.1, 3: 0.1, 5: 1.0, 6: 1.0}
+for layout in layouts:
+    dtype = layout[0].dtype
+    for code in range(9):
+        k = 3 if code == 8 else 1
+        if code == 8:
+            y = rng.integers(0, k, n).astype(np.float64)
+        elif code == 4:
+            y = (rng.random(n) < 0.5).astype(np.float64)
+        elif code >= 5:
+            y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+        else:
+            y = rng.standard_normal(n)
+        coef, intercept = rng.standard_normal((k, d)), rng.standard_normal(k)
+        param = params.get(code, 0.0)
+        for sample_weight, used in ((None, None), (weights, rows)):
+            results = []
+            for module in (nb_linear, cpp_linear):
+                g, gi = np.empty((k, d)), np.empty(k)
+                total = module.loss_grad(*layout, y, sample_weight, used, coef,
+                                         intercept, code, param, g, gi, 2)
+                results.append((total, g, gi))
+            same(*results)
+        if code == 8:
+            continue
+        for penalty, average, alpha, eta0 in ((3, 2, 1e-3, 0.05), (1, 1, 1.0, 0.6)):
+            results = []
+            for module in (nb_linear, cpp_linear):
+                w, aw, q = (np.zeros(d, dtype) for _ in range(3))
+                state = np.array([0.0, 0.0, 1.0, eta0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+                sums = tuple(
+                    module.sgd_epoch(*layout, y, weights, np.arange(n), w, aw, q,
+                                     state, code, param, penalty, alpha, 0.3, 1,
+                                     eta0, 0.25, 0.0, True, 1.0, 2.0, 0.5, average,
+                                     True)
+                    for _ in range(2)
+                )
+                results.append((w, aw, q, state, sums))
+            same(*results)
+
+def custom_loss(y, p):
+    return 0.5 * (p - y) * (p - y)
+
+def custom_dloss(y, p):
+    return p - y
+
+custom = nb_linear.custom_kernels(custom_loss, custom_dloss)
+g, gi = np.empty((1, d)), np.empty(1)
+total = custom.loss_grad(X, None, None, y, None, None, coef[:1], intercept[:1], 7,
+                         0.0, g, gi, 1)
+g0, gi0 = np.empty((1, d)), np.empty(1)
+total0 = cpp_linear.loss_grad(X, None, None, y, None, None, coef[:1],
+                              intercept[:1], 0, 0.0, g0, gi0, 1)
+same((total, g, gi), (total0, g0, gi0))
 print("ok")
 """
 

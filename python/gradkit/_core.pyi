@@ -195,3 +195,129 @@ class _Optim(ModuleType):
         """
 
 optim: _Optim
+
+class _Linear(ModuleType):
+    """Kernels of linear models: a fused loss and gradient, and one epoch of SGD.
+
+    X is either dense, a C-contiguous (n, d) float32 or float64 array with
+    X_indices = X_indptr = None, or CSR: X is the 1-D data array (float32 or
+    float64), X_indices int32 column indices, X_indptr int64 (n + 1) row starts;
+    then d = coef.shape[1] (or len(weights)). y, sample_weight: float64 (n,);
+    sample_weight None means all 1.
+
+    Loss codes (p the raw prediction x.w + b, y the target; dloss = d loss / d p):
+      0 squared_error     0.5 (p - y)^2; dloss = p - y
+      1 huber             r = p - y, |r| <= param: 0.5 r^2, else param (|r| - param / 2);
+                          dloss = r if |r| <= param else +-param (sign of r; r = 0 gives r)
+      2 epsilon_insensitive          max(0, |y - p| - param); dloss -1 if y - p > param,
+                                     1 if p - y > param, else 0
+      3 squared_epsilon_insensitive  max(0, |y - p| - param)^2; dloss
+                                     -2 (y - p - param) if y - p > param,
+                                     2 (p - y - param) if p - y > param, else 0
+      4 log_loss          y in {0, 1}: sklearn's half binomial loss, log1pexp(p) - y p with
+                          its log1pexp cut-offs (-37, -2, 18, 33.3); dloss as sklearn's
+                          cgradient_half_binomial: p > -37: e = exp(-p),
+                          ((1 - y) - y e) / (1 + e); else exp(p) - y
+      5 hinge             y in {-1, 1}, z = p y: param - z if z <= param else 0;
+                          dloss -y if z <= param else 0 (param 0: the perceptron)
+      6 squared_hinge     z = param - p y: z^2 if z > 0 else 0; dloss -2 y z if z > 0 else 0
+      7 modified_huber    z = p y: 0 if z >= 1, (1 - z)^2 if z >= -1, else -4 z;
+                          dloss 0, -2 (1 - z) y, -4 y
+      8 multinomial       k = coef.shape[0] >= 2 outputs, y the class index (0..k-1)
+                          stored as float64: loss logsumexp(p) - p[y] (max subtracted
+                          first), dloss_j = softmax(p)_j - [j == y]
+    Codes 0-7 are single-output: coef has one row. sklearn (1.9, sklearn/_loss/_loss.pyx.tp
+    and sklearn/linear_model/_sgd_fast.pyx.tp) is the reference for all of them.
+    """
+
+    def loss_grad(
+        self,
+        X: NDArray,
+        X_indices: NDArray[np.int32] | None,
+        X_indptr: NDArray[np.int64] | None,
+        y: NDArray[np.float64],
+        sample_weight: NDArray[np.float64] | None,
+        rows: NDArray[np.int64] | None,
+        coef: NDArray[np.float64],
+        intercept: NDArray[np.float64],
+        loss: int,
+        loss_param: float,
+        grad_coef: NDArray[np.float64],
+        grad_intercept: NDArray[np.float64],
+        n_threads: int,
+    ) -> float:
+        """Loss and gradient of a linear model in one pass over the rows of X.
+
+        coef float64 (k, d), intercept float64 (k,); p_i = coef @ x_i + intercept.
+        rows: the row indices to use (int64, any order, repeats allowed), or None for
+        all n rows. Over the rows used, with w_i = sample_weight[i] (1 when None):
+          returns  sum_i w_i loss(y_i, p_i)                       (float64)
+          grad_coef[j, :] = sum_i w_i dloss_j(y_i, p_i) x_i      (overwritten)
+          grad_intercept[j] = sum_i w_i dloss_j(y_i, p_i)        (overwritten)
+        No averaging, no penalty: the caller adds those. Each row of X is read once
+        (the dot products and the gradient update of a row happen while it is in
+        cache). Accumulation in float64, one partial per chunk of rows (parallel.hpp
+        chunking of len(rows)), combined in chunk order: bitwise reproducible for a
+        given n_threads. Rows with w_i == 0 still count as read but add nothing.
+        """
+    def sgd_epoch(
+        self,
+        X: NDArray,
+        X_indices: NDArray[np.int32] | None,
+        X_indptr: NDArray[np.int64] | None,
+        y: NDArray[np.float64],
+        sample_weight: NDArray[np.float64] | None,
+        order: NDArray[np.int64],
+        weights: NDArray,
+        average_weights: NDArray | None,
+        l1_q: NDArray | None,
+        state: NDArray[np.float64],
+        loss: int,
+        loss_param: float,
+        penalty: int,
+        alpha: float,
+        l1_ratio: float,
+        learning_rate: int,
+        eta0: float,
+        power_t: float,
+        optimal_init: float,
+        fit_intercept: bool,
+        intercept_decay: float,
+        weight_pos: float,
+        weight_neg: float,
+        average: int,
+        compute_loss: bool,
+    ) -> tuple[float, float]:
+        """One epoch of sklearn's plain SGD (_plain_sgd in _sgd_fast.pyx.tp, 1.9),
+        one sample at a time, over the rows order[0], order[1], ... (the caller has
+        shuffled them and left out validation rows). Single-threaded: SGD is
+        sequential. Loss codes 0-7 only.
+
+        weights, average_weights (or None when average == 0) and l1_q (or None
+        unless penalty is 2 or 3) are 1-D length d, the dtype of X (T), updated in
+        place. weights holds sklearn's WeightVector w_data: the true weights are
+        weights * state[5] (wscale).
+        state float64, 10 entries, read at the start and written back at the end:
+          0 intercept, 1 average_intercept, 2 t, 3 eta, 4 u (cumulative L1 penalty),
+          5 wscale, 6 sq_norm, 7 l1_norm, 8 average_a, 9 average_b
+        (WeightVector's fields; the caller starts with wscale 1, sq_norm = w.w,
+        l1_norm = |w|_1, average_a 0, average_b 1, eta = eta0, u 0, t = est.t_).
+        penalty: 0 none, 1 l2, 2 l1, 3 elasticnet (l1_ratio is forced to 0 for l2
+        and 1 for l1, as sklearn does). learning_rate: 1 constant, 2 optimal,
+        3 invscaling, 4 adaptive (eta is state[3], which the caller divides by 5).
+        Per sample exactly as sklearn's loop body, with sklearn's types (T for
+        w_data, the value of dot, the c of add and scale; double elsewhere) and its
+        order of operations: eta by schedule, dloss clipped to +-1e12,
+        update = -eta * dloss * class_weight * sample_weight (class_weight is
+        weight_pos when y > 0 else weight_neg), L2 scale by
+        max(0, 1 - (1 - l1_ratio) eta alpha) with reset below wscale 1e-9 (float64)
+        or 1e-6 (float32), add when update != 0, intercept += update *
+        intercept_decay, averaging when 0 < average <= t, L1 truncated gradient,
+        t += 1. When compute_loss, returns (sumloss, objective_sum) as sklearn sums
+        them (objective_sum adds alpha ((1 - l1_ratio) 0.5 sq_norm + l1_ratio
+        l1_norm) per sample when penalty > 0); otherwise (0.0, 0.0).
+        For dense X every feature index 0..d-1 is "non-zero", as in sklearn's
+        ArrayDataset. The next row is prefetched while the current one is used.
+        """
+
+linear: _Linear
