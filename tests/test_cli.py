@@ -28,6 +28,19 @@ def test_bench_metrics_quick_prints_every_function(
     assert "ERROR" not in out
 
 
+def test_bench_train_prints_every_case(capsys: pytest.CaptureFixture[str]) -> None:
+    # Every case checks its result against its peer's; the seeds are fixed.
+    code = main(["bench", "train", "--n", "20000", "--threads", "2"])
+    out, err = capsys.readouterr()
+    for case in ("SGDClassifier(hinge)", "SGDRegressor", "one pass", "LogisticRegression",
+                 "Adam step"):  # fmt: skip
+        assert case in out
+    for column in ("cpp ms", "numba ms", "peer ms", "peer/cpp", "quality"):
+        assert column in out
+    assert "FAILED" not in out, out
+    assert code == 0, out + err
+
+
 def test_bench_unknown_area_exits_2_naming_the_choices(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import numpy as np
@@ -51,10 +51,10 @@ class Row:
     case: str
     peer: str
     peer_ms: float | None = None
-    ms: dict[str, float | None] | None = None
+    ms: dict[str, float | None] = field(default_factory=dict)
     quality: str = ""
     ok: bool = True
-    problems: list[str] | None = None
+    problems: list[str] = field(default_factory=list)
 
 
 def _split(data: dict[str, np.ndarray], key: str) -> tuple[Any, Any, Any, Any]:
@@ -71,11 +71,11 @@ def _sgd_case(data: dict[str, np.ndarray], kind: str, loss: str) -> Row:
 
     classifier = kind == "classifier"
     Xt, yt, Xv, yv = _split(data, "y_clf" if classifier else "y_reg")
-    params = dict(loss=loss, max_iter=EPOCHS, tol=None, random_state=0)
+    params: dict[str, Any] = dict(loss=loss, max_iter=EPOCHS, tol=None, random_state=0)
     peer_cls = sk.SGDClassifier if classifier else sk.SGDRegressor
     ours_cls = gk.SGDClassifier if classifier else gk.SGDRegressor
     name = f"SGD{'Classifier' if classifier else 'Regressor'}({loss}), {EPOCHS} epochs"
-    row = Row(name, "scikit-learn", ms={}, problems=[])
+    row = Row(name, "scikit-learn")
     peer_ms, peer = best_time_ms(lambda: peer_cls(**params).fit(Xt, yt), [], ONCE)
     row.peer_ms = peer_ms
     want = peer.score(Xv, yv)
@@ -104,7 +104,7 @@ def _gradient_case(data: dict[str, np.ndarray]) -> Row:
     X, y = data["X"], data["y_clf"].astype(np.float64)
     coef = data["w"][None, :].copy()
     intercept = np.zeros(1)
-    row = Row("logistic loss + gradient, one pass", "numpy X @ w", ms={}, problems=[])
+    row = Row("logistic loss + gradient, one pass", "numpy X @ w")
     w = data["w"]
     row.peer_ms, _ = best_time_ms(lambda: X @ w, [], FEW)
     grads = []
@@ -144,7 +144,7 @@ def _logistic_case(data: dict[str, np.ndarray]) -> Row:
     from gradkit import linear_model as gk
 
     X, y = data["X"], data["y_clf"]
-    row = Row("LogisticRegression fit", "scikit-learn lbfgs", ms={}, problems=[])
+    row = Row("LogisticRegression fit", "scikit-learn lbfgs")
     row.peer_ms, peer = best_time_ms(
         lambda: sk.LogisticRegression().fit(X, y), [], ONCE
     )
@@ -177,7 +177,6 @@ def _adam_case(_: dict[str, np.ndarray]) -> Row:
     ]
     row = Row(
         f"Adam step, {ADAM_ARRAYS} x {ADAM_SIZE:,} float32", "torch fused / default",
-        ms={}, problems=[],
     )  # fmt: skip
     for backend in GRADKIT_BACKENDS:
         with gradkit.config_context(backend=backend):
@@ -246,7 +245,7 @@ def run_train_bench(
                 )
             rows.append(row)
             if progress:
-                ms = (row.ms or {}).get("cpp")
+                ms = row.ms.get("cpp")
                 print(
                     f"[{i}/{len(names)}] {row.case:<40} cpp {_fmt_ms(ms):>8}  "
                     f"peer {_fmt_ms(row.peer_ms):>8}  {'ok' if row.ok else 'FAILED'}",
@@ -260,7 +259,7 @@ def run_train_bench(
         )
         print(format_table(rows), file=out)
         for row in rows:
-            for problem in row.problems or []:
+            for problem in row.problems:
                 print(f"!!! {row.case}: {problem}", file=out)
     return rows
 
@@ -270,7 +269,7 @@ def format_table(rows: list[Row]) -> str:
               "check"]  # fmt: skip
     cells = []
     for row in rows:
-        ms = row.ms or {}
+        ms = row.ms
         cpp = ms.get("cpp")
         cells.append(
             [

@@ -206,27 +206,29 @@ class _Linear(ModuleType):
     sample_weight None means all 1.
 
     Loss codes (p the raw prediction x.w + b, y the target; dloss = d loss / d p):
-      0 squared_error     0.5 (p - y)^2; dloss = p - y
-      1 huber             r = p - y, |r| <= param: 0.5 r^2, else param (|r| - param / 2);
-                          dloss = r if |r| <= param else +-param (sign of r; r = 0 gives r)
-      2 epsilon_insensitive          max(0, |y - p| - param); dloss -1 if y - p > param,
-                                     1 if p - y > param, else 0
+      0 squared_error   0.5 (p - y)^2; dloss = p - y
+      1 huber           r = p - y: 0.5 r^2 if |r| <= param else param (|r| - param / 2);
+                        dloss = r if |r| <= param else +-param (the sign of r)
+      2 epsilon_insensitive  max(0, |y - p| - param); dloss -1 if y - p > param,
+                        1 if p - y > param, else 0
       3 squared_epsilon_insensitive  max(0, |y - p| - param)^2; dloss
-                                     -2 (y - p - param) if y - p > param,
-                                     2 (p - y - param) if p - y > param, else 0
-      4 log_loss          y in {0, 1}: sklearn's half binomial loss, log1pexp(p) - y p with
-                          its log1pexp cut-offs (-37, -2, 18, 33.3); dloss as sklearn's
-                          cgradient_half_binomial: p > -37: e = exp(-p),
-                          ((1 - y) - y e) / (1 + e); else exp(p) - y
-      5 hinge             y in {-1, 1}, z = p y: param - z if z <= param else 0;
-                          dloss -y if z <= param else 0 (param 0: the perceptron)
-      6 squared_hinge     z = param - p y: z^2 if z > 0 else 0; dloss -2 y z if z > 0 else 0
-      7 modified_huber    z = p y: 0 if z >= 1, (1 - z)^2 if z >= -1, else -4 z;
-                          dloss 0, -2 (1 - z) y, -4 y
-      8 multinomial       k = coef.shape[0] >= 2 outputs, y the class index (0..k-1)
-                          stored as float64: loss logsumexp(p) - p[y] (max subtracted
-                          first), dloss_j = softmax(p)_j - [j == y]
-    Codes 0-7 are single-output: coef has one row. sklearn (1.9, sklearn/_loss/_loss.pyx.tp
+                        -2 (y - p - param) if y - p > param,
+                        2 (p - y - param) if p - y > param, else 0
+      4 log_loss        y in {0, 1}: sklearn's half binomial loss, log1pexp(p) - y p
+                        with its log1pexp cut-offs (-37, -2, 18, 33.3); dloss as
+                        sklearn's cgradient_half_binomial: p > -37: e = exp(-p),
+                        ((1 - y) - y e) / (1 + e); else exp(p) - y
+      5 hinge           y in {-1, 1}, z = p y: param - z if z <= param else 0;
+                        dloss -y if z <= param else 0 (param 0: the perceptron)
+      6 squared_hinge   z = param - p y: z^2 if z > 0 else 0;
+                        dloss -2 y z if z > 0 else 0
+      7 modified_huber  z = p y: 0 if z >= 1, (1 - z)^2 if z >= -1, else -4 z;
+                        dloss 0, -2 (1 - z) y, -4 y
+      8 multinomial     k = coef.shape[0] >= 2 outputs, y the class index (0..k-1)
+                        stored as float64: loss logsumexp(p) - p[y] (max subtracted
+                        first), dloss_j = softmax(p)_j - [j == y]
+    Codes 0-7 are single-output: coef has one row. sklearn (1.9,
+    sklearn/_loss/_loss.pyx.tp
     and sklearn/linear_model/_sgd_fast.pyx.tp) is the reference for all of them.
     """
 
@@ -318,6 +320,21 @@ class _Linear(ModuleType):
         l1_norm) per sample when penalty > 0); otherwise (0.0, 0.0).
         For dense X every feature index 0..d-1 is "non-zero", as in sklearn's
         ArrayDataset. The next row is prefetched while the current one is used.
+
+        Types for float32 (T = float): y, sample_weight, the class weight and
+        their product are rounded to T, as sklearn's float32 dataset does.
+
+        Summation order. CSR rows sum over their stored entries in order, exactly
+        as sklearn. Dense rows use 16 lanes for every sum over the features: the
+        dot product w.x and add()'s two norm accumulators (sum w^2, sum |w|).
+        Lane l (0..15) accumulates, in double from 0.0, the terms of the features
+        j = l, l + 16, l + 32, ... in increasing j; the lanes are then combined
+        as t8[l] = s[l] + s[l + 8] (l < 8), t4[l] = t8[l] + t8[l + 4] (l < 4),
+        t2[l] = t4[l] + t4[l + 2] (l < 2), sum = t2[0] + t2[1]. This breaks the
+        100-long chain of dependent additions per sample that sklearn's order
+        imposes (the floor of its speed) at the cost of bitwise equality: dense
+        results equal sklearn's to rounding (~1e-12 relative per sum), and the
+        two backends still agree bit for bit.
         """
 
 linear: _Linear

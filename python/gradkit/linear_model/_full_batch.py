@@ -74,18 +74,26 @@ class Objective:
             if n > _SAMPLE_ROWS
             else np.arange(n)
         )
-        Xs = X[sample]
-        Xs = Xs.toarray() if hasattr(Xs, "toarray") else np.asarray(Xs, np.float64)
+        # The sample stays sparse when X is: densifying it could take d times
+        # its memory. Only matrix-vector products with it are needed.
+        Xs: Any = X[sample] if hasattr(X, "indptr") else np.asarray(X[sample], float)
         ws = self.weight[sample]
         if not ws.any():
             ws = np.ones_like(ws)
-        self.mu = (
-            np.average(Xs, axis=0, weights=ws) if fit_intercept else np.zeros(self.d)
-        )
-        spread = np.sqrt(np.average((Xs - self.mu) ** 2, axis=0, weights=ws))
+        ws = ws / ws.sum()
+        mean = np.asarray(ws @ Xs).ravel()
+        if hasattr(Xs, "indptr"):
+            second = np.asarray(ws @ Xs.multiply(Xs)).ravel()
+            spread = np.sqrt(np.maximum(second - mean * mean, 0.0))
+        else:
+            spread = np.sqrt(ws @ (Xs - mean) ** 2)
+        if not fit_intercept:  # no centering: scale by the root mean square
+            spread = np.sqrt(spread**2 + mean**2)
+            mean = np.zeros(self.d)
+        self.mu = mean
         # Constant columns keep their scale: there is nothing to standardize.
-        self.sigma = np.where(spread > 1e-12 * (1 + np.abs(self.mu)), spread, 1.0)
-        self._sample = (Xs - self.mu) / self.sigma, ws
+        self.sigma = np.where(spread > 1e-12 * (1 + np.abs(mean)), spread, 1.0)
+        self._sample = Xs, ws
         self._grad_coef = np.empty((self.k, self.d))
         self._grad_intercept = np.empty(self.k)
 
@@ -137,14 +145,25 @@ class Objective:
         """An estimate of the largest curvature of f in theta, from the row sample:
         the top eigenvalue of the sampled standardized Gram matrix (by power
         iteration) times the loss's largest second derivative, plus the penalty's."""
-        Z, ws = self._sample
-        if self.fit_intercept:
-            Z = np.hstack([Z, np.ones((Z.shape[0], 1))])
-        gram = (Z * (ws / ws.sum())[:, None]).T @ Z
-        v = np.ones(gram.shape[0]) + np.random.default_rng(0).normal(size=gram.shape[0])
+        Xs, ws = self._sample
+        d = self.d
+
+        def gram_times(v: np.ndarray) -> np.ndarray:
+            # (Z^T W Z) v for the standardized sample Z = [(Xs - mu) / sigma, 1].
+            u = v[:d] / self.sigma
+            z = Xs @ u - self.mu @ u + (v[d] if self.fit_intercept else 0.0)
+            z = ws * z
+            out = np.empty_like(v)
+            out[:d] = (np.asarray(Xs.T @ z).ravel() - self.mu * z.sum()) / self.sigma
+            if self.fit_intercept:
+                out[d] = z.sum()
+            return out
+
+        size = d + int(self.fit_intercept)
+        v = np.ones(size) + np.random.default_rng(0).normal(size=size)
         top = 0.0
         for _ in range(_POWER_STEPS):
-            v = gram @ v
+            v = gram_times(v)
             top = float(np.linalg.norm(v))
             if top == 0.0:
                 break
@@ -236,7 +255,7 @@ def adam(
 
     theta = theta.copy()
     opt = optim.Adam([theta], lr=lr)
-    best, stale = math.inf, 0
+    best = math.inf
     for it in range(1, max_iter + 1):
         value, grad = f(theta)
         if not math.isfinite(value) or not np.isfinite(grad).all():

@@ -174,13 +174,13 @@ def fit_classifier(
             weights[validation_mask],
         )
 
-        def score(c: np.ndarray, b: np.ndarray) -> float:
+        def multinomial_score(c: np.ndarray, b: np.ndarray) -> float:
             hits = np.asarray(Xv @ c.T + b).argmax(axis=1) == yv
             return float(np.average(hits, weights=wv))
 
         n_iter = train(
             est, X, codes.astype(np.float64), weights, coef, intercept, MULTINOMIAL,
-            alpha, learning_rate, max_iter, validation_mask, score,
+            alpha, learning_rate, max_iter, validation_mask, multinomial_score,
             random_state.randint(_MAX_SEED),
         )  # fmt: skip
     else:
@@ -195,14 +195,14 @@ def fit_classifier(
             )
             row_coef, row_intercept = coef[i : i + 1], intercept[i : i + 1]
 
-            def score(c: np.ndarray, b: np.ndarray, cb: Any = cb) -> float:
+            def binary_score(c: np.ndarray, b: np.ndarray, cb: Any = cb) -> float:
                 return float(cb(c.ravel().astype(X.dtype), float(b[0])))
 
             n_iter = max(
                 n_iter,
                 train(
                     est, X, y_i, weights, row_coef, row_intercept, spec, alpha,
-                    learning_rate, max_iter, validation_mask, score,
+                    learning_rate, max_iter, validation_mask, binary_score,
                     random_state.randint(_MAX_SEED),
                 ),
             )  # fmt: skip

@@ -68,6 +68,10 @@ def _solve(
 class _NumpyOnly:
     """gradkit's solvers take numpy and scipy input only (no array API)."""
 
+    # Set by fit; declared for the type checker.
+    coef_: Any
+    intercept_: Any
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.array_api_support = False
@@ -163,7 +167,8 @@ class LogisticRegression(_NumpyOnly, sk.LogisticRegression):
         W0, b0 = np.zeros((k, X.shape[1])), np.zeros(k)
         if self.warm_start and getattr(self, "coef_", None) is not None:
             if self.coef_.shape == W0.shape:
-                W0, b0 = np.array(self.coef_, float), np.array(self.intercept_, float)
+                W0 = np.array(self.coef_, dtype=np.float64)
+                b0 = np.array(self.intercept_, dtype=np.float64)
         if self.solver == "sgd":
             W, b, n_iter = self._fit_sgd(X, y, sample_weight, l2, binary)
         else:

@@ -36,9 +36,9 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn import linear_model as sk
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from gradkit import _config
 from gradkit.linear_model import _minibatch
@@ -71,6 +71,11 @@ class _GradkitSGD:
     optimizer: str
     batch_size: int | None
     loss: Any
+    # Set by scikit-learn's fit; declared for the type checker.
+    coef_: Any
+    intercept_: Any
+    _standard_intercept: Any
+    _average_intercept: Any
     penalty: str | None
     learning_rate: str
 
@@ -148,7 +153,9 @@ def _run_plain_sgd(
             1.0,
         ]
     )
-    compute_loss = bool(est.verbose) or not est.early_stopping
+    # The losses feed the stopping test and the verbose report only (scikit-learn
+    # sums them whenever early stopping is off, tol=None included).
+    compute_loss = bool(est.verbose) or (not est.early_stopping and tol > -np.inf)
     rng = np.random.default_rng(seed)
     best_objective, best_score = np.inf, -np.inf
     no_improvement = 0
