@@ -7,8 +7,12 @@ checked directly on both backends against their oracles:
   from call to call;
 - loss_grad against the numpy reference in tests/naive.py.
 
-Both backends follow sklearn's order of operations to the letter, so they also
-agree with each other bit for bit; test_backends_agree_bit_for_bit says so.
+sgd_epoch follows sklearn's order of operations to the letter except where the
+contract says otherwise: a dense row sums over its features in 16 lanes
+(tests/naive.py's lane_sum, checked exactly by test_dense_sums_in_sixteen_lanes),
+so a dense fit equals sklearn's to a relative tolerance, a CSR fit to the last
+bits. Both backends follow the contract to the letter, so they agree with each
+other bit for bit; test_backends_agree_bit_for_bit says so.
 """
 
 import re
@@ -19,7 +23,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
-from naive import linear_loss_grad, linear_losses
+from naive import lane_dot, lane_sum, linear_loss_grad, linear_losses
 from sklearn._loss._loss import CyHalfBinomialLoss, CyHalfSquaredError, CyHuberLoss
 from sklearn.linear_model import _sgd_fast
 from sklearn.linear_model._base import make_dataset
@@ -103,7 +107,8 @@ def _sgd_run(X, y, sample_weight, config, sparse, order=None, verbose=0):
     """sklearn's _plain_sgd over EPOCHS epochs in the identity order, and the
     kernel over the same epochs one call at a time (rows in `order`, identity
     when None). Returns sklearn's (w, b, aw, ab) and the kernel's, finished as
-    sklearn's last reset_wscale, with the kernel's (sumloss, objective) sums."""
+    sklearn's last reset_wscale, the kernel's (sumloss, objective) sums and its
+    final state."""
     dtype = X.dtype.type
     n, d = X.shape
     code, param = config["loss"], config["loss_param"]
@@ -195,7 +200,7 @@ def _sgd_run(X, y, sample_weight, config, sparse, order=None, verbose=0):
     aw_ours = None
     if average:
         aw_ours = (average_weights + state[8] * weights.astype(np.float64)) / state[9]
-    return expected, (w_ours, state[0], aw_ours, state[1]), sums
+    return expected, (w_ours, state[0], aw_ours, state[1]), sums, state
 
 
 def _config_of(code, penalty, **changes):
@@ -218,6 +223,16 @@ def _config_of(code, penalty, **changes):
     return config
 
 
+def _fit_rtol(dtype, sparse):
+    """How close a fit is to sklearn's. CSR rows add as sklearn does: only the
+    final reset_wscale, done in float64 here, rounds differently. Dense rows sum
+    in 16 lanes, which moves each sum by an ulp or so, and the fit a little more
+    after a few epochs."""
+    if dtype is np.float32:
+        return 1e-5  # p and the weights round to float32
+    return 1e-12 if sparse else 1e-9
+
+
 def _assert_same_fit(expected, got, rtol):
     w, b, aw, ab = expected
     w_ours, b_ours, aw_ours, ab_ours = got
@@ -235,10 +250,11 @@ def _assert_same_fit(expected, got, rtol):
 @pytest.mark.parametrize("code", LOSS_CODES)
 def test_sgd_epoch_matches_sklearn(backend, code, penalty, dtype, sparse):
     rng = np.random.default_rng(1000 * code + 10 * penalty + sparse)
-    n, d = 40, 7
-    X = _features(rng, n, d, dtype, sparse)
+    n, d = 40, 19  # a dense row: a block of 16 lanes and 3 features more
+    # |x| as for 7 features: a fit that diverges would magnify any rounding
+    X = _features(rng, n, d, dtype, sparse) * dtype(np.sqrt(7 / d))
     y = _targets(rng, code, n)
-    rtol = 1e-12 if dtype is np.float64 else 1e-5
+    rtol = _fit_rtol(dtype, sparse)
     for learning_rate in (1, 2, 3, 4):
         for average in (0, 1, 4):
             for weighted in (False, True):
@@ -246,15 +262,28 @@ def test_sgd_epoch_matches_sklearn(backend, code, penalty, dtype, sparse):
                     code,
                     penalty,
                     learning_rate=learning_rate,
-                    # optimal starts at eta = 1 / sqrt(alpha)**0.5: keep it tame
-                    alpha=1e-2 if learning_rate == 2 else 1e-3,
+                    # optimal starts at eta = 1 / sqrt(alpha)**0.5 and decays as
+                    # 1 / (alpha t): keep it tame, a fit that diverges magnifies
+                    # any rounding
+                    alpha=1e-1 if learning_rate == 2 else 1e-3,
                     average=average,
                     weight_pos=2.0 if weighted else 1.0,
                     weight_neg=0.5 if weighted else 1.0,
                 )
                 sample_weight = rng.random(n) * 2 if weighted else None
-                expected, got, _ = _sgd_run(X, y, sample_weight, config, sparse)
+                expected, got, _, state = _sgd_run(X, y, sample_weight, config, sparse)
                 _assert_same_fit(expected, got, rtol)
+                if not sparse and penalty < 2:
+                    _assert_norms_tracked(state, got[0], rtol)
+
+
+def _assert_norms_tracked(state, w, rtol):
+    """WeightVector's norm accumulators (state 6, 7) are those of the weights
+    after a dense epoch: add() sums them over the row's features, all of them
+    for a dense row, and scale() scales them (L1's truncation leaves them be)."""
+    sq_norm, l1_norm = state[6], state[7]
+    assert sq_norm == pytest.approx(float(np.dot(w, w)), rel=10 * rtol, abs=1e-300)
+    assert l1_norm == pytest.approx(float(np.abs(w).sum()), rel=10 * rtol, abs=1e-300)
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
@@ -268,8 +297,8 @@ def test_sgd_epoch_rescales_weights_as_sklearn(backend, dtype, sparse):
     for penalty in (1, 3):
         for average in (0, 1):
             config = _config_of(5, penalty, alpha=1.0, eta0=0.6, average=average)
-            expected, got, _ = _sgd_run(X, y, None, config, sparse)
-            _assert_same_fit(expected, got, 1e-12 if dtype is np.float64 else 1e-5)
+            expected, got, _, _ = _sgd_run(X, y, None, config, sparse)
+            _assert_same_fit(expected, got, _fit_rtol(dtype, sparse))
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
@@ -282,8 +311,8 @@ def test_sgd_epoch_follows_order(backend, sparse):
     order = rng.permutation(50)[:41].astype(np.int64)
     for penalty in (1, 3):
         config = _config_of(4, penalty, learning_rate=2, alpha=1e-2, average=3)
-        expected, got, _ = _sgd_run(X, y, rng.random(50), config, sparse, order)
-        _assert_same_fit(expected, got, 1e-12)
+        expected, got, _, _ = _sgd_run(X, y, rng.random(50), config, sparse, order)
+        _assert_same_fit(expected, got, _fit_rtol(np.float64, sparse))
 
 
 _EPOCH_LINE = re.compile(r"Avg\. loss: (\S+), Objective: (\S+)")
@@ -301,7 +330,7 @@ def test_sgd_epoch_loss_sums_match_sklearn(backend, capsys, code, sparse):
     for penalty in (0, 1, 2, 3):
         config = _config_of(code, penalty, alpha=0.05)
         capsys.readouterr()
-        _, _, sums = _sgd_run(X, y, None, config, sparse, verbose=1)
+        _, _, sums, _ = _sgd_run(X, y, None, config, sparse, verbose=1)
         printed = _EPOCH_LINE.findall(capsys.readouterr().out)
         assert len(printed) == EPOCHS
         for (sumloss, objective), (avg_loss, avg_objective) in zip(
@@ -313,71 +342,116 @@ def test_sgd_epoch_loss_sums_match_sklearn(backend, capsys, code, sparse):
                 assert objective == sumloss
 
 
-def test_sgd_epoch_without_loss_sums(backend):
-    """compute_loss=False returns (0.0, 0.0) and changes nothing else."""
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_sgd_epoch_without_loss_sums(backend, sparse):
+    """compute_loss=False returns (0.0, 0.0) and changes nothing else, to the
+    bit: not the weights, and not the norm accumulators in `state`, which a dense
+    epoch then sums once at its end (the scales since the last add replayed)."""
     rng = np.random.default_rng(5)
-    X = _features(rng, 30, 4, np.float64, False)
+    X = _features(rng, 30, 37, np.float64, sparse)
     y = _targets(rng, 5, 30)
-    fits = []
+    for penalty in (1, 3):
+        fits = []
+        for compute_loss in (True, False):
+            config = _config_of(5, penalty, compute_loss=compute_loss, average=2)
+            _, got, sums, state = _sgd_run(X, y, None, config, sparse)
+            fits.append((*got, state))
+            assert (sums[0] == (0.0, 0.0)) is not compute_loss
+        for a, b in zip(*fits, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def _one_row_step(X, weights, compute_loss):
+    """One sgd_epoch step on the single row X (dense, or CSR when a tuple) from
+    a copy of weights and intercept 0: the squared error, y = 0, a constant eta
+    of 1 and no penalty, so that the update is -p and the intercept becomes -p,
+    p = w.x as the kernel sums it. Returns the new weights and state."""
+    layout = X if isinstance(X, tuple) else (X, None, None)
+    weights = weights.copy()
+    state = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    _kernels().sgd_epoch(
+        *layout, np.zeros(1), None, np.zeros(1, np.int64), weights, None, None,
+        state, 0, 0.0, 0, 0.0, 0.0, 1, 1.0, 0.5, 0.0, True, 1.0, 1.0, 1.0, 0,
+        compute_loss,
+    )  # fmt: skip
+    return weights, state
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [1, 15, 16, 17, 100])
+def test_dense_sums_in_sixteen_lanes(backend, d, dtype):
+    """The contract's order of the sums over a dense row, exactly: the dot
+    product (seen through the intercept, -p) and add()'s two norm accumulators
+    (state 6 and 7, over the new weights), against tests/naive.py's lane_sum;
+    a CSR row keeps sklearn's sequential order."""
+    rng = np.random.default_rng(d)
+    w = rng.standard_normal(d) * np.exp(rng.uniform(-6, 6, d))
+    x = rng.standard_normal((1, d)) * np.exp(rng.uniform(-6, 6, d))
+    if d > 1:
+        # terms 2**60 at feature 0 and -2**60 in the same lane (feature 16) or,
+        # with fewer features, in the lane added to it first (8): the lanes
+        # cancel them exactly, one sequential chain loses the small terms to them
+        partner = 16 if d > 16 else 8
+        w[0] = w[partner] = x[0, 0] = 2.0**30
+        x[0, partner] = -(2.0**30)
+    w, x = w.astype(dtype), x.astype(dtype)
+    p = lane_dot(w, x[0])
+    sequential = 0.0
+    for term in (w * x[0]).astype(np.float64):
+        sequential += term
+    assert bool(p != sequential) == (d > 1)  # the data tell the orders apart
     for compute_loss in (True, False):
-        config = _config_of(5, 3, compute_loss=compute_loss, average=2)
-        _, got, sums = _sgd_run(X, y, None, config, False)
-        fits.append(got)
-        assert (sums[0] == (0.0, 0.0)) is not compute_loss
-    for a, b in zip(*fits, strict=True):
-        np.testing.assert_array_equal(a, b)
+        new_w, state = _one_row_step(x, w, compute_loss)
+        assert state[0] == -np.float64(dtype(p))  # p is rounded to T
+        assert state[6] == lane_sum(new_w * new_w)  # the products in T
+        assert state[7] == lane_sum(np.abs(new_w.astype(np.float64)))
+        _, state = _one_row_step(_csr(x), w, compute_loss)
+        assert state[0] == -np.float64(dtype(sequential))
 
 
 @pytest.mark.parametrize("penalty", [0, 1, 2, 3], ids=["none", "l2", "l1", "enet"])
 @pytest.mark.parametrize("code", [5, 7])
-def test_sgd_epoch_dense_equals_csr(backend, code, penalty):
-    """On X without zeros the dense path (dot products computed ahead while the
-    weights stay) gives what the CSR path (sklearn's loop as written) gives."""
+def test_sgd_epoch_dense_schedule_changes_no_bit(backend, code, penalty):
+    """The dense path's schedule (dot products computed ahead while the weights
+    stay, the norm accumulators summed at the end without the loss sums) changes
+    no bit: one call over the rows gives what one call per row gives, where
+    nothing is computed ahead. And the CSR path (sklearn's order) is close."""
     rng = np.random.default_rng(11)
-    n, d = 400, 9
+    n, d = 400, 37
     X = rng.standard_normal((n, d)) + 3.0  # separable enough for many zero updates
     y = np.where(X[:, 0] + 0.1 * rng.standard_normal(n) > 3.0, 1.0, -1.0)
+    X *= 0.5  # |x| about as for 9 features: the fit does not diverge
     order = rng.permutation(n).astype(np.int64)
-    results = []
-    for layout in ((X, None, None), _csr(X)):
+
+    def fit(layout, compute_loss, rows_per_call):
         weights = np.zeros(d)
         average_weights = np.zeros(d)
         l1_q = np.zeros(d) if penalty in (2, 3) else None
         state = np.array([0.0, 0.0, 1.0, 0.01, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
-        sums = [
-            _kernels().sgd_epoch(
-                *layout,
-                y,
-                None,
-                order,
-                weights,
-                average_weights,
-                l1_q,
-                state,
-                code,
-                1.0,
-                penalty,
-                1e-4,
-                0.15,
-                1,
-                0.01,
-                0.5,
-                0.0,
-                True,
-                1.0,
-                1.0,
-                1.0,
-                50,
-                True,
-            )  # fmt: skip
-            for _ in range(4)
-        ]
-        results.append((weights, average_weights, l1_q, state, sums))
-    for a, b in zip(*results, strict=True):
-        if a is None:
-            assert b is None
-        else:
+        sums = np.zeros(2)
+        for _ in range(3):
+            for start in range(0, n, rows_per_call):
+                sums += _kernels().sgd_epoch(
+                    *layout, y, None, order[start : start + rows_per_call],
+                    weights, average_weights, l1_q, state, code, 1.0, penalty,
+                    1e-4, 0.15, 1, 0.01, 0.5, 0.0, True, 1.0, 1.0, 1.0, 50,
+                    compute_loss,
+                )  # fmt: skip
+        return (weights, average_weights, l1_q, state), sums
+
+    for compute_loss in (True, False):
+        whole, sums = fit((X, None, None), compute_loss, n)
+        by_row, row_sums = fit((X, None, None), compute_loss, 1)
+        csr, csr_sums = fit(_csr(X), compute_loss, n)
+        for a, b, c in zip(whole, by_row, csr, strict=True):
+            if a is None:
+                assert b is None and c is None
+                continue
             np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
+        # the epoch adds each sample's loss to its sums; the calls add theirs
+        np.testing.assert_allclose(sums, row_sums, rtol=1e-12)
+        np.testing.assert_allclose(sums, csr_sums, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------------
@@ -532,11 +606,15 @@ def test_single_output_losses_as_sklearn():
 
 
 def test_backends_agree_bit_for_bit():
+    """Same inputs, same bits, for every loss. sgd_epoch runs with L2 (dot
+    products computed ahead) and elastic net (L1 truncation), with and without
+    the loss sums (norm accumulators summed as they go, or at the end), on 37
+    features (two blocks of 16 lanes and 5 features more)."""
     from gradkit import _core
 
     backends = (_core.linear, numba_linear)
     rng = np.random.default_rng(2)
-    n, d = 300, 11
+    n, d = 300, 37
     for dtype in (np.float64, np.float32):
         for sparse in (False, True):
             X = _features(rng, n, d, dtype, sparse)
@@ -560,48 +638,31 @@ def test_backends_agree_bit_for_bit():
                 np.testing.assert_array_equal(out[0][2], out[1][2])
                 if code == 8:
                     continue
+                data = (layout, d, dtype, y, sample_weight)
                 orders = [rng.permutation(n) for _ in range(3)]
-                out = []
-                for module in backends:
-                    w, aw, q = (
-                        np.zeros(d, dtype),
-                        np.zeros(d, dtype),
-                        np.zeros(d, dtype),
-                    )
-                    state = np.array(
-                        [0.0, 0.0, 1.0, 0.02, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-                    )
-                    sums = [
-                        module.sgd_epoch(
-                            *layout,
-                            y,
-                            sample_weight,
-                            order,
-                            w,
-                            aw,
-                            q,
-                            state,
-                            code,
-                            LOSS_PARAMS.get(code, 0.0),
-                            3,
-                            1e-3,
-                            0.2,
-                            3,
-                            0.02,
-                            0.3,
-                            0.0,
-                            True,
-                            1.0,
-                            2.0,
-                            0.5,
-                            20,
-                            True,
-                        )  # fmt: skip
-                        for order in orders
-                    ]
-                    out.append((w, aw, q, state, sums))
-                for a, b in zip(*out, strict=True):
-                    np.testing.assert_array_equal(a, b)
+                for penalty in (1, 3):
+                    for compute_loss in (True, False):
+                        run = (orders, code, penalty, compute_loss)
+                        out = [_three_epochs(m, *data, *run) for m in backends]
+                        for a, b in zip(*out, strict=True):
+                            np.testing.assert_array_equal(a, b)
+
+
+def _three_epochs(
+    module, layout, d, dtype, y, sample_weight, orders, code, penalty, compute_loss
+):  # fmt: skip
+    """sgd_epoch over each order in turn, from zero weights: the arrays, state
+    and sums it leaves."""
+    w, aw, q = np.zeros(d, dtype), np.zeros(d, dtype), np.zeros(d, dtype)
+    state = np.array([0.0, 0.0, 1.0, 0.02, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    sums = []
+    for order in orders:
+        sums.append(module.sgd_epoch(
+            *layout, y, sample_weight, order, w, aw, q, state, code,
+            LOSS_PARAMS.get(code, 0.0), penalty, 1e-3, 0.2, 3, 0.02, 0.3, 0.0,
+            True, 1.0, 2.0, 0.5, 20, compute_loss,
+        ))  # fmt: skip
+    return w, aw, q, state, sums
 
 
 # --------------------------------------------------------------------------------

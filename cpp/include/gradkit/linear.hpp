@@ -44,6 +44,10 @@
 
 #include "gradkit/parallel.hpp"
 
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#include <immintrin.h> // masked loads and stores of the last features (dense_pass)
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define GRADKIT_RESTRICT __restrict__
 #else
@@ -328,16 +332,12 @@ template <class T> struct WeightVector {
   std::int64_t n_features;
   double wscale, average_a, average_b, sq_norm, l1_norm;
 
-  // innerprod before `innerprod *= wscale`: sum_j w[idx_j] * x_j, the products in T.
-  double dot_sum(const Row<T> &r) const {
+  // innerprod of a CSR row before `innerprod *= wscale`: sum_j w[idx_j] * x_j in
+  // sklearn's order, the products in T. (Dense rows: dense_pass.)
+  double dot_sparse(const Row<T> &r) const {
     double innerprod = 0.0;
-    if (r.idx == nullptr) {
-      for (std::int64_t j = 0; j < r.nnz; ++j)
-        innerprod += static_cast<double>(w[j] * r.x[j]);
-    } else {
-      for (std::int64_t j = 0; j < r.nnz; ++j)
-        innerprod += static_cast<double>(w[r.idx[j]] * r.x[j]);
-    }
+    for (std::int64_t j = 0; j < r.nnz; ++j)
+      innerprod += static_cast<double>(w[r.idx[j]] * r.x[j]);
     return innerprod;
   }
 
@@ -561,7 +561,7 @@ void sgd_sparse(SgdLoop<T> &L, const Matrix<T> &X, const double *y,
     const Row<T> r = X.row(i);
     const T yi = static_cast<T>(y[i]);
     const T sw = static_cast<T>(sample_weight != nullptr ? sample_weight[i] : 1.0);
-    const double p = wv.dot_finish(wv.dot_sum(r)) + L.intercept;
+    const double p = wv.dot_finish(wv.dot_sparse(r)) + L.intercept;
     const double update = L.template update_of<kLoss>(p, yi, sw);
     if (L.o.compute_loss)
       L.template add_loss<kLoss>(p, yi, wv.norm(), wv.l1norm());
@@ -584,7 +584,22 @@ void sgd_sparse(SgdLoop<T> &L, const Matrix<T> &X, const double *y,
   }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
+// The lanes of a dense sum over the features (_core.pyi, "Summation order"): lane l
+// adds the terms of j = l, l + kLanes, l + 2 kLanes, ... in increasing j, from 0.0.
+inline constexpr int kLanes = 16;
+
+// The lanes s[0..16) added up in the contract's tree: halves, quarters, eighths.
+inline double sum_lanes(const double *s) {
+  double t8[8];
+  for (int l = 0; l < 8; ++l)
+    t8[l] = s[l] + s[l + 8];
+  const double t4[4] = {t8[0] + t8[4], t8[1] + t8[5], t8[2] + t8[6], t8[3] + t8[7]};
+  return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+}
+
+// GRADKIT_NO_VECTOR_EXTENSIONS builds the portable scalar code instead (the same
+// numbers: every vector operation below works lane by lane).
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(GRADKIT_NO_VECTOR_EXTENSIONS)
 #define GRADKIT_VECTOR_EXTENSIONS 1
 typedef double Vec8 __attribute__((vector_size(64)));
 typedef float Vec8f __attribute__((vector_size(32)));
@@ -607,95 +622,239 @@ template <class T> inline Vec8 load8(const T *p) {
     return __builtin_convertvector(v, Vec8);
   }
 }
+
+// Eight entries of T, for arithmetic in T.
+template <class T>
+using Vec8Of = std::conditional_t<std::is_same_v<T, float>, Vec8f, Vec8>;
+
+template <class T> inline Vec8Of<T> load_vec(const T *p) {
+  Vec8Of<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <class T> inline void store_vec(T *p, Vec8Of<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// The first n (< 8) entries at p, then zeros. Masked moves (a copy of n entries
+// would compile to rep movs, through the stack); they may touch the cache line after
+// p + n: dense_pass uses them only on rows of fewer than 8 features.
+template <class T> inline Vec8Of<T> load_part(const T *p, int n) {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  const auto mask = static_cast<__mmask8>((1u << n) - 1);
+  if constexpr (std::is_same_v<T, double>)
+    return _mm512_maskz_loadu_pd(mask, p);
+  else
+    return _mm256_maskz_loadu_ps(mask, p);
+#else
+  Vec8Of<T> v;
+  for (int k = 0; k < 8; ++k)
+    v[k] = k < n ? p[k] : T(0);
+  return v;
+#endif
+}
+
+template <class T> inline void store_part(T *p, Vec8Of<T> v, int n) {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  const auto mask = static_cast<__mmask8>((1u << n) - 1);
+  if constexpr (std::is_same_v<T, double>)
+    _mm512_mask_storeu_pd(p, mask, v);
+  else
+    _mm256_mask_storeu_ps(p, mask, v);
+#else
+  for (int k = 0; k < 8; ++k)
+    if (k < n)
+      p[k] = v[k];
+#endif
+}
+
+// load_part for the last n (< 8) entries of a row of X of 8 or more features: only
+// the 8 entries that end at p + n are read. A masked load there would touch the
+// cache line after the row, the start of another row, not prefetched: a miss to
+// memory on the critical path of every other sample. (w and the other arrays of d
+// entries stay in cache, line after them included.)
+template <class T> inline Vec8Of<T> load_row_end(const T *p, int n) {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  const auto mask = static_cast<__mmask8>((1u << n) - 1);
+  if constexpr (std::is_same_v<T, double>) {
+    const __m512i from = _mm512_add_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm512_set1_epi64(8 - n));
+    return _mm512_maskz_permutexvar_pd(mask, from, _mm512_loadu_pd(p + n - 8));
+  } else {
+    const __m256i from = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(8 - n));
+    return _mm256_maskz_permutexvar_ps(mask, from, _mm256_loadu_ps(p + n - 8));
+  }
+#else
+  return load_part(p, n);
+#endif
+}
+
+template <class V> inline Vec8 to_double(V v) { return __builtin_convertvector(v, Vec8); }
+
+// std::fabs of each lane: the sign bit cleared (-0.0 and NaNs included).
+inline Vec8 fabs8(Vec8 v) {
+  return (Vec8)((Mask8)v & std::numeric_limits<long long>::max());
+}
+
+// sum_lanes of lanes 0-7 (lo) and 8-15 (hi).
+inline double sum_lanes(Vec8 lo, Vec8 hi) {
+  const Vec8 t8 = lo + hi;
+#if defined(__clang__) || __GNUC__ >= 12
+  typedef double Vec4 __attribute__((vector_size(32)));
+  typedef double Vec2 __attribute__((vector_size(16)));
+  const Vec4 t4 = __builtin_shufflevector(t8, t8, 0, 1, 2, 3) +
+                  __builtin_shufflevector(t8, t8, 4, 5, 6, 7);
+  const Vec2 t2 = __builtin_shufflevector(t4, t4, 0, 1) +
+                  __builtin_shufflevector(t4, t4, 2, 3);
+  return t2[0] + t2[1];
+#else
+  return ((t8[0] + t8[4]) + (t8[2] + t8[6])) + ((t8[1] + t8[5]) + (t8[3] + t8[7]));
+#endif
+}
+
+// Lanes 0-7 or 8-15 of the sums of a dense pass.
+struct PassLanes {
+  Vec8 s0, s1, s2, s3, squares, magnitudes;
+};
 #endif
 
 // What a dense pass does with the norm accumulators of add().
 enum class Norms { kNone, kNow, kSave };
 
 // One pass over the features of a dense row, in sklearn's order for each feature:
-// add (w += x * step, in T), the terms of add()'s norm accumulators (summed now, or
-// w saved for later), the L1 penalty, then the terms of the next rows' dot
-// products, which use the new w while it is still in registers. Every sum is a
-// chain over j = 0..d-1 in order, as sklearn's loops add them; only the latencies of
-// the independent chains overlap. Returns the first row's sum, the others go to
-// sums[1..kRows).
+// add (w += x * step, in T, when kAdd), the terms of add()'s norm accumulators
+// (summed now, or w saved for later), the L1 penalty, then the terms of the next
+// rows' dot products, which use the new w while it is still in registers. Every sum
+// goes into kLanes lanes; the vector code updates 8 lanes per operation, so a sum
+// costs d / 8 additions, d / 16 of them dependent. Returns the first row's sum, the
+// others go to sums[1..kRows). (kNorms == kNow without kAdd: the norm sums of w.)
 template <class T, bool kAdd, bool kPenalty, Norms kNorms, int kRows>
 inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T step,
                          T *GRADKIT_RESTRICT q, double wscale, double u,
                          T *GRADKIT_RESTRICT saved, const T *const *rows,
                          std::int64_t d, double *sums, double &acc2, double &acc1) {
   static_assert(kRows >= 0 && kRows <= kSpeculativeRows && kSpeculativeRows == 4);
-  static_assert(kAdd || kNorms == Norms::kNone);
+  static_assert(kAdd || kNorms != Norms::kSave);
+  static_assert(kLanes == 16);
   const T *GRADKIT_RESTRICT x0 = kRows > 0 ? rows[0] : nullptr;
   const T *GRADKIT_RESTRICT x1 = kRows > 1 ? rows[1] : nullptr;
   const T *GRADKIT_RESTRICT x2 = kRows > 2 ? rows[2] : nullptr;
   const T *GRADKIT_RESTRICT x3 = kRows > 3 ? rows[3] : nullptr;
   const double c = step;
-  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, a2 = 0.0, a1 = 0.0;
-  std::int64_t j = 0;
 #ifdef GRADKIT_VECTOR_EXTENSIONS
-  if constexpr (std::is_same_v<T, float> && !kPenalty) {
-    // GCC leaves the float loop below scalar (its in-order double sums over float
-    // products do not vectorize): the same operations, 8 features at a time, with
-    // the sums still added lane by lane in order.
-    for (; j + 8 <= d; j += 8) {
-      Vec8f wf;
-      std::memcpy(&wf, w + j, sizeof wf);
-      if constexpr (kAdd) {
-        const Vec8 added = __builtin_convertvector(wf, Vec8) + load8(x + j) * c;
-        wf = __builtin_convertvector(added, Vec8f);
-        std::memcpy(w + j, &wf, sizeof wf);
-        if constexpr (kNorms == Norms::kSave) {
-          std::memcpy(saved + j, &wf, sizeof wf);
-        } else if constexpr (kNorms == Norms::kNow) {
-          const Vec8 squares = __builtin_convertvector(wf * wf, Vec8);
-          const Vec8 wd = __builtin_convertvector(wf, Vec8);
-          // fabs: the negated negatives, and + 0.0 makes -0.0 +0.0.
-          const Vec8 magnitudes = (wd < 0.0 ? -wd : wd) + 0.0;
-          for (int k = 0; k < 8; ++k) {
-            a2 += squares[k];
-            a1 += magnitudes[k];
-          }
-        }
-      }
-      const auto product = [&](const float *xr) {
-        Vec8f xf;
-        std::memcpy(&xf, xr + j, sizeof xf);
-        return __builtin_convertvector(wf * xf, Vec8);
-      };
-      if constexpr (kRows > 0) {
-        const Vec8 t = product(x0);
-        for (int k = 0; k < 8; ++k)
-          s0 += t[k];
-      }
-      if constexpr (kRows > 1) {
-        const Vec8 t = product(x1);
-        for (int k = 0; k < 8; ++k)
-          s1 += t[k];
-      }
-      if constexpr (kRows > 2) {
-        const Vec8 t = product(x2);
-        for (int k = 0; k < 8; ++k)
-          s2 += t[k];
-      }
-      if constexpr (kRows > 3) {
-        const Vec8 t = product(x3);
-        for (int k = 0; k < 8; ++k)
-          s3 += t[k];
-      }
+  using V = Vec8Of<T>;
+  PassLanes lo = {}, hi = {};
+  // Features j..j+7 into `lanes`, or when kPart the last n of them (j + n == d):
+  // then no entry past them is read or written, and the lanes past n add 0.0
+  // (which leaves any lane as it was: a sum from 0.0 never holds -0.0).
+  const bool row_end_loads = d >= 8;
+  const auto eight = [&](auto part, std::int64_t j, int n, PassLanes &lanes) {
+    constexpr bool kPart = decltype(part)::value;
+    const auto load = [n](const T *p) {
+      if constexpr (kPart)
+        return load_part(p, n);
+      else
+        return load_vec(p);
+    };
+    const auto load_row = [n, row_end_loads](const T *p) {
+      if constexpr (kPart)
+        return row_end_loads ? load_row_end(p, n) : load_part(p, n);
+      else
+        return load_vec(p);
+    };
+    const auto store = [n](T *p, V v) {
+      if constexpr (kPart)
+        store_part(p, v, n);
+      else
+        store_vec(p, v);
+    };
+    const Mask8 used = Mask8{0, 1, 2, 3, 4, 5, 6, 7} < static_cast<long long>(n);
+    const auto term = [used](Vec8 t) {
+      if constexpr (kPart)
+        return used ? t : Vec8{};
+      else
+        return t;
+    };
+    V wv = load(w + j);
+    if constexpr (kAdd) {
+      wv = __builtin_convertvector(to_double(wv) + to_double(load_row(x + j)) * c, V);
+      if constexpr (kNorms == Norms::kSave)
+        store(saved + j, wv);
     }
+    if constexpr (kNorms == Norms::kNow) {
+      lanes.squares += term(to_double(wv * wv));
+      lanes.magnitudes += term(fabs8(to_double(wv)));
+    }
+    if constexpr (kPenalty) {
+      // As the scalar code below, lane by lane.
+      const Vec8 z = to_double(wv);
+      const Vec8 qj = to_double(load(q + j));
+      const Vec8 zero = {};
+      const Mask8 positive = wscale * z > 0.0;
+      const Mask8 negative = wscale * z < 0.0;
+      const Vec8 shift = (positive ? u + qj : u - qj) / wscale;
+      const Vec8 down = z - shift;
+      const Vec8 up = z + shift;
+      const Vec8 moved = positive ? (down > 0.0 ? down : zero) : (up < 0.0 ? up : zero);
+      const Vec8 picked =
+          (positive | negative) ? to_double(__builtin_convertvector(moved, V)) : z;
+      wv = __builtin_convertvector(picked, V);
+      store(q + j, __builtin_convertvector(qj + wscale * (picked - z), V));
+    }
+    if constexpr (kAdd || kPenalty)
+      store(w + j, wv);
+    if constexpr (kRows > 0)
+      lanes.s0 += term(to_double(wv * load_row(x0 + j)));
+    if constexpr (kRows > 1)
+      lanes.s1 += term(to_double(wv * load_row(x1 + j)));
+    if constexpr (kRows > 2)
+      lanes.s2 += term(to_double(wv * load_row(x2 + j)));
+    if constexpr (kRows > 3)
+      lanes.s3 += term(to_double(wv * load_row(x3 + j)));
+  };
+  constexpr std::integral_constant<bool, false> whole;
+  constexpr std::integral_constant<bool, true> part;
+  std::int64_t j = 0;
+  for (; j + kLanes <= d; j += kLanes) {
+    eight(whole, j, 8, lo);
+    eight(whole, j + 8, 8, hi);
   }
-#endif
-  for (; j < d; ++j) {
+  const int rest = static_cast<int>(d - j);
+  if (rest > 8) {
+    eight(whole, j, 8, lo);
+    eight(part, j + 8, rest - 8, hi);
+  } else if (rest > 0) {
+    eight(part, j, rest, lo);
+  }
+  if constexpr (kRows > 1)
+    sums[1] = sum_lanes(lo.s1, hi.s1);
+  if constexpr (kRows > 2)
+    sums[2] = sum_lanes(lo.s2, hi.s2);
+  if constexpr (kRows > 3)
+    sums[3] = sum_lanes(lo.s3, hi.s3);
+  if constexpr (kNorms == Norms::kNow) {
+    acc2 = sum_lanes(lo.squares, hi.squares);
+    acc1 = sum_lanes(lo.magnitudes, hi.magnitudes);
+  }
+  if constexpr (kRows > 0)
+    return sum_lanes(lo.s0, hi.s0); // in a register: it is on the critical path
+  return 0.0;
+#else
+  double s0[kLanes] = {}, s1[kLanes] = {}, s2[kLanes] = {}, s3[kLanes] = {};
+  double squares[kLanes] = {}, magnitudes[kLanes] = {};
+  for (std::int64_t j = 0; j < d; ++j) {
+    const int l = static_cast<int>(j % kLanes);
     T wj = w[j];
     if constexpr (kAdd) {
       wj = static_cast<T>(wj + static_cast<double>(x[j]) * c);
-      if constexpr (kNorms == Norms::kNow) {
-        a2 += static_cast<double>(wj * wj);
-        a1 += std::fabs(static_cast<double>(wj));
-      } else if constexpr (kNorms == Norms::kSave) {
+      if constexpr (kNorms == Norms::kSave)
         saved[j] = wj;
-      }
+    }
+    if constexpr (kNorms == Norms::kNow) {
+      squares[l] += static_cast<double>(wj * wj);
+      magnitudes[l] += std::fabs(static_cast<double>(wj));
     }
     if constexpr (kPenalty) {
       // l1penalty: one division per feature (the numerator sklearn divides picked
@@ -714,25 +873,26 @@ inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T s
     if constexpr (kAdd || kPenalty)
       w[j] = wj;
     if constexpr (kRows > 0)
-      s0 += static_cast<double>(wj * x0[j]);
+      s0[l] += static_cast<double>(wj * x0[j]);
     if constexpr (kRows > 1)
-      s1 += static_cast<double>(wj * x1[j]);
+      s1[l] += static_cast<double>(wj * x1[j]);
     if constexpr (kRows > 2)
-      s2 += static_cast<double>(wj * x2[j]);
+      s2[l] += static_cast<double>(wj * x2[j]);
     if constexpr (kRows > 3)
-      s3 += static_cast<double>(wj * x3[j]);
+      s3[l] += static_cast<double>(wj * x3[j]);
   }
   if constexpr (kRows > 1)
-    sums[1] = s1;
+    sums[1] = sum_lanes(s1);
   if constexpr (kRows > 2)
-    sums[2] = s2;
+    sums[2] = sum_lanes(s2);
   if constexpr (kRows > 3)
-    sums[3] = s3;
+    sums[3] = sum_lanes(s3);
   if constexpr (kNorms == Norms::kNow) {
-    acc2 = a2;
-    acc1 = a1;
+    acc2 = sum_lanes(squares);
+    acc1 = sum_lanes(magnitudes);
   }
-  return s0; // in a register: it is on the critical path
+  return sum_lanes(s0);
+#endif
 }
 
 // dense_pass with its flags and row count chosen at run time.
@@ -762,6 +922,12 @@ template <class T> struct DensePass {
       return dense_pass<T, kAdd, kPenalty, kNorms, 4>(w, x, step, q, wscale, u, saved,
                                                       next, d, sums, acc2, acc1);
     }
+  }
+
+  // add()'s norm accumulators of the saved w.
+  void saved_norms(double &acc2, double &acc1) const {
+    dense_pass<T, false, false, Norms::kNow, 0>(saved, nullptr, T(0), nullptr, 0.0, 0.0,
+                                                nullptr, nullptr, d, nullptr, acc2, acc1);
   }
 
   // The pass after a sample: add when add, the penalty when penalty.
@@ -889,10 +1055,7 @@ void sgd_dense(SgdLoop<T> &L, const Matrix<T> &X, const double *y,
   }
   if (norms_pending) {
     double acc2 = 0.0, acc1 = 0.0;
-    for (std::int64_t j = 0; j < d; ++j) {
-      acc2 += static_cast<double>(saved[j] * saved[j]);
-      acc1 += std::fabs(static_cast<double>(saved[j]));
-    }
+    pass.saved_norms(acc2, acc1);
     wv.sq_norm = acc2 * static_cast<double>(pending_wscale * pending_wscale);
     wv.l1_norm = acc1 * static_cast<double>(pending_wscale);
     for (const T c : later_scales) {

@@ -3,8 +3,9 @@
 The contract is gradkit/_core.pyi (`linear`): `loss_grad`, a fused loss and
 gradient in one parallel pass over the rows, and `sgd_epoch`, one epoch of
 scikit-learn's plain SGD (sklearn/linear_model/_sgd_fast.pyx.tp, 1.9) one sample
-at a time. Both backends agree bit for bit: every sum is sequential, in the order
-of the C++ twin (which is sklearn's), and every rounding is the C++ twin's.
+at a time. Both backends agree bit for bit: every sum is added in the order the
+contract gives (sklearn's sequential order, except the sums over the features of
+a dense row in sgd_epoch, see below), and every rounding is the C++ twin's.
 
 Both kernels are written once, as bodies whose first argument is a LossPair: the
 loss and its derivative, jitted functions f(code, param, y, p) -> float, which
@@ -25,15 +26,27 @@ add_average's num_iter are in the weights' dtype T, everything else float64
 as float32; for float64 X this changes nothing). reset_wscale's BLAS axpy is
 replayed as scipy's OpenBLAS computes it on x86-64, fused multiply-adds included.
 `_real(w, x)` marks every rounding to T; no Python literal meets a float32 value
-(numba would promote the arithmetic to float64). The dense path is faster than
-sklearn's without reordering any sum, as in the C++ twin:
-- a dot product is one chain of d dependent additions. While w_data does not
-  change (a zero update, no L1 penalty, no rescale) the next rows' dot products
-  are the same numbers whether computed now or later, so up to SPECULATIVE_ROWS
-  of them are computed side by side, as independent chains, and used while
+(numba would promote the arithmetic to float64).
+
+sgd_epoch's summation order is the contract's. A CSR row sums over its entries in
+sklearn's order (_sgd_csr is sklearn's loop as written). A dense row sums over its
+features in LANES = 16 lanes, for the dot product w.x and for add()'s two norm
+accumulators alike: lane l adds, in float64 from 0.0, the terms of the features
+j = l, l + 16, ... in increasing j, and the lanes are added pairwise at the end
+(_lanes_sum). The lanes are an LLVM vector (_LanesType, with its operations as
+intrinsics): numba runs LLVM without its SLP vectorizer, and the loop vectorizer
+will not reorder a float sum, so the vector is written out; with fastmath off,
+every operation rounds as written. The dense loop (_sgd_dense), as the C++ twin's:
+- while w_data does not change (a zero update, no L1 penalty, no rescale) the
+  next rows' dot products are the same numbers whether computed now or later, so
+  up to SPECULATIVE_ROWS of them are computed in one pass over w and used while
   w_data stays;
-- after an add, WeightVector's two norm accumulators run as chains beside the
-  next row's dot product instead of before it;
+- after an add, one pass over the features adds, sums the norm accumulators and
+  computes the next rows' dot products with the new w (_lanes_pass);
+- without the loss sums nothing reads the norm accumulators during the epoch:
+  they are summed once at the end, over the w_data the last add left (saved),
+  and the scale factors met since are replayed on them, as sklearn would have
+  left them;
 - rows (and their y and sample_weight) are prefetched PREFETCH_ROWS ahead.
 
 loss_grad splits the rows used into t = min(n_threads, max(1, n // 2**16))
@@ -46,6 +59,7 @@ chains), and the partials are added in chunk order.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -87,11 +101,13 @@ _RESET_WSCALE_64 = 1e-9
 _RESET_WSCALE_32 = 1e-6
 #: Rows ahead whose memory is requested while a row is used: a random row of a
 #: large X comes from DRAM, and one row of work is shorter than that latency.
-PREFETCH_ROWS = 8
+PREFETCH_ROWS = 12
 #: Dot products computed side by side while w_data does not change (sgd_epoch).
 SPECULATIVE_ROWS = 4
 #: Dense rows whose dot products run as independent chains (loss_grad).
 ROW_BLOCK = 4
+#: Lanes of the sums over the features of a dense row in sgd_epoch (the contract's).
+LANES = 16
 #: Bytes of a cache line, the stride of the prefetches.
 _LINE = 64
 #: reset_wscale's axpy rounds as the OpenBLAS that scipy ships does on x86-64
@@ -238,6 +254,349 @@ def _prefetch_row_overload(X, X_indices, X_indptr, i):
             _prefetch(X_indices, stop - 1)
 
     return csr_row
+
+
+# --------------------------------------------------------------------------------
+# 16 lanes: LANES values of one float dtype as an LLVM vector <LANES x T>, with
+# the few operations the dense SGD loop needs. Each function below is the plain
+# Python reading (numpy arrays of LANES entries, which is what runs uncompiled);
+# its overload calls one intrinsic, a function small enough for LLVM to inline
+# (inlined by numba instead, each would cost compile time at every call site).
+# Arrays are read and written through their data pointers (_lanes_data): an array
+# passed to a function inlined in a loop would take a reference to it per block,
+# two atomic operations and a call that spills the vectors. Lanes from `count` on
+# are 0 wherever a row ends inside a block of LANES features: a lane never holds
+# -0.0 (it starts at +0.0, and x + y is -0.0 only when both are), so those +0.0
+# terms add nothing, bit for bit.
+
+
+class _LanesType(types.Type):
+    """numba's type of LANES values of dtype (float32 or float64)."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+        super().__init__(name=f"Lanes{LANES}({dtype})")
+
+
+@register_model(_LanesType)
+class _LanesModel(models.PrimitiveModel):
+    def __init__(self, dmm: Any, fe_type: _LanesType) -> None:
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, LANES))
+
+
+_I32 = ir.IntType(32)
+_FLOATS = (types.float32, types.float64)
+
+
+def _vector_of(context, dtype):
+    return ir.VectorType(context.get_value_type(dtype), LANES)
+
+
+def _splat(builder, value, vector_type):
+    """value in every lane."""
+    first = builder.insert_element(
+        ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0)
+    )
+    zeros = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
+    return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined), zeros)
+
+
+def _first_lanes(builder, count):
+    """The mask of the lanes l < count (a constant mask once count is)."""
+    index_type = ir.VectorType(ir.IntType(64), LANES)
+    index = ir.Constant(index_type, list(range(LANES)))
+    return builder.icmp_signed("<", index, _splat(builder, count, index_type))
+
+
+def _llvm_name(dtype):
+    """LLVM's suffix for <LANES x dtype>, as in llvm.fabs.v16f64."""
+    return f"v{LANES}f{dtype.bitwidth}"
+
+
+def _lanes_data(a):
+    """The data of the C-contiguous array a, flat: a pointer when compiled."""
+    return a.reshape(-1)
+
+
+@intrinsic
+def _lanes_data_intrinsic(typingctx, a):
+    if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype in _FLOATS):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return types.CPointer(a.dtype)(a), codegen
+
+
+@overload(_lanes_data)
+def _lanes_data_overload(a):
+    return lambda a: _lanes_data_intrinsic(a)
+
+
+def _is_data(p):
+    return isinstance(p, types.CPointer) and p.dtype in _FLOATS
+
+
+def _masked(builder, name, dtype, returns, arguments):
+    """A call of llvm.masked.<name> (load or store) on <LANES x dtype>."""
+    function = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(returns, [a.type for a in arguments]),
+        f"llvm.masked.{name}.{_llvm_name(dtype)}.p0",
+    )
+    return builder.call(function, arguments)
+
+
+def _lanes_load(p, start, count):
+    """p[start:start + count] in the first count lanes, 0 in the others."""
+    out = np.zeros(LANES, p.dtype)
+    out[:count] = p[start : start + count]
+    return out
+
+
+@intrinsic
+def _lanes_load_intrinsic(typingctx, p, start, count):
+    if not (_is_data(p) and isinstance(start, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vector = _vector_of(context, p.dtype)
+        start = context.cast(builder, args[1], sig.args[1], types.intp)
+        count = context.cast(builder, args[2], sig.args[2], types.int64)
+        address = builder.gep(args[0], [start])
+        alignment = ir.Constant(_I32, p.dtype.bitwidth // 8)
+        mask = _first_lanes(builder, count)
+        zeros = ir.Constant(vector, None)
+        return _masked(
+            builder, "load", p.dtype, vector, [address, alignment, mask, zeros]
+        )
+
+    return _LanesType(p.dtype)(p, start, count), codegen
+
+
+@overload(_lanes_load)
+def _lanes_load_overload(p, start, count):
+    return lambda p, start, count: _lanes_load_intrinsic(p, start, count)
+
+
+def _lanes_store(p, start, count, v):
+    """p[start:start + count] = the first count lanes of v."""
+    p[start : start + count] = v[:count]
+
+
+@intrinsic
+def _lanes_store_intrinsic(typingctx, p, start, count, v):
+    if not (_is_data(p) and isinstance(v, _LanesType) and v.dtype == p.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        start = context.cast(builder, args[1], sig.args[1], types.intp)
+        count = context.cast(builder, args[2], sig.args[2], types.int64)
+        address = builder.gep(args[0], [start])
+        alignment = ir.Constant(_I32, p.dtype.bitwidth // 8)
+        mask = _first_lanes(builder, count)
+        _masked(
+            builder,
+            "store",
+            p.dtype,
+            ir.VoidType(),
+            [args[3], address, alignment, mask],
+        )
+        return context.get_dummy_value()
+
+    return types.void(p, start, count, v), codegen
+
+
+@overload(_lanes_store)
+def _lanes_store_overload(p, start, count, v):
+    return lambda p, start, count, v: _lanes_store_intrinsic(p, start, count, v)
+
+
+def _lanes_fill(x):
+    """The float64 x in every lane."""
+    return np.full(LANES, np.float64(x))
+
+
+@intrinsic
+def _lanes_fill_intrinsic(typingctx, x):
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = context.cast(builder, args[0], sig.args[0], types.float64)
+        return _splat(builder, value, _vector_of(context, types.float64))
+
+    return _LanesType(types.float64)(x), codegen
+
+
+@overload(_lanes_fill)
+def _lanes_fill_overload(x):
+    return lambda x: _lanes_fill_intrinsic(x)
+
+
+def _lanes_first(v, count):
+    """v with the lanes from count on set to 0."""
+    out = v.copy()
+    out[count:] = 0
+    return out
+
+
+@intrinsic
+def _lanes_first_intrinsic(typingctx, v, count):
+    if not isinstance(v, _LanesType):
+        return None
+
+    def codegen(context, builder, sig, args):
+        count = context.cast(builder, args[1], sig.args[1], types.int64)
+        zeros = ir.Constant(args[0].type, None)
+        return builder.select(_first_lanes(builder, count), args[0], zeros)
+
+    return v(v, count), codegen
+
+
+@overload(_lanes_first)
+def _lanes_first_overload(v, count):
+    return lambda v, count: _lanes_first_intrinsic(v, count)
+
+
+def _lanes_double(v):
+    """v widened to float64 (exact)."""
+    return v.astype(np.float64)
+
+
+@intrinsic
+def _lanes_double_intrinsic(typingctx, v):
+    if not isinstance(v, _LanesType):
+        return None
+
+    def codegen(context, builder, sig, args):
+        if v.dtype == types.float64:
+            return args[0]
+        return builder.fpext(args[0], _vector_of(context, types.float64))
+
+    return _LanesType(types.float64)(v), codegen
+
+
+@overload(_lanes_double)
+def _lanes_double_overload(v):
+    return lambda v: _lanes_double_intrinsic(v)
+
+
+def _lanes_real(like, v):
+    """v (float64 lanes) rounded to the type of the scalar like, as _real."""
+    return v.astype(np.asarray(like).dtype)
+
+
+@intrinsic
+def _lanes_real_intrinsic(typingctx, like, v):
+    if not (like in _FLOATS and v == _LanesType(types.float64)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        if like == types.float64:
+            return args[1]
+        return builder.fptrunc(args[1], _vector_of(context, like))
+
+    return _LanesType(like)(like, v), codegen
+
+
+@overload(_lanes_real)
+def _lanes_real_overload(like, v):
+    return lambda like, v: _lanes_real_intrinsic(like, v)
+
+
+def _lanes_arithmetic(instruction):
+    @intrinsic
+    def arithmetic(typingctx, a, b):
+        if not (isinstance(a, _LanesType) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return getattr(builder, instruction)(args[0], args[1])
+
+        return a(a, b), codegen
+
+    return arithmetic
+
+
+_lanes_add = _lanes_arithmetic("fadd")
+_lanes_mul = _lanes_arithmetic("fmul")
+
+
+# +, * and abs lane by lane, in the lanes' dtype (numpy's reading, uncompiled).
+@overload(operator.add)
+def _lanes_add_overload(a, b):
+    if isinstance(a, _LanesType) and a == b:
+        return lambda a, b: _lanes_add(a, b)
+    return None
+
+
+@overload(operator.mul)
+def _lanes_mul_overload(a, b):
+    if isinstance(a, _LanesType) and a == b:
+        return lambda a, b: _lanes_mul(a, b)
+    return None
+
+
+@intrinsic
+def _lanes_abs(typingctx, v):
+    if not isinstance(v, _LanesType):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vector = args[0].type
+        fabs = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vector, [vector]),
+            f"llvm.fabs.{_llvm_name(v.dtype)}",
+        )
+        return builder.call(fabs, [args[0]])
+
+    return v(v), codegen
+
+
+@overload(abs)
+def _lanes_abs_overload(v):
+    if isinstance(v, _LanesType):
+        return lambda v: _lanes_abs(v)
+    return None
+
+
+def _lanes_sum(v):
+    """The contract's sum of the float64 lanes: halves added lane by lane,
+    t8[l] = v[l] + v[l + 8], then t4 from t8, t2 from t4, t2[0] + t2[1]."""
+    while v.size > 1:
+        half = v.size // 2
+        v = v[:half] + v[half:]
+    return float(v[0])
+
+
+@intrinsic
+def _lanes_sum_intrinsic(typingctx, v):
+    if v != _LanesType(types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = args[0]
+        width = LANES
+        while width > 1:
+            half = width // 2
+            low = ir.Constant(ir.VectorType(_I32, half), list(range(half)))
+            high = ir.Constant(ir.VectorType(_I32, half), list(range(half, width)))
+            v = builder.fadd(
+                builder.shuffle_vector(v, v, low), builder.shuffle_vector(v, v, high)
+            )
+            width = half
+        return builder.extract_element(v, ir.Constant(_I32, 0))
+
+    return types.float64(v), codegen
+
+
+@overload(_lanes_sum)
+def _lanes_sum_overload(v):
+    return lambda v: _lanes_sum_intrinsic(v)
 
 
 # --------------------------------------------------------------------------------
@@ -403,9 +762,10 @@ _BUILTIN_LOSSES = LossPair(_builtin_loss, _builtin_dloss)
 
 
 # --------------------------------------------------------------------------------
-# Row operations, each sum sequential in the row's order. A dense row is x
-# (length d) with x_ind None: every feature is "non-zero", as in sklearn's
-# ArrayDataset; a CSR row is its slices of data and indices.
+# Row operations, each sum sequential in the row's order (except in sgd_epoch's
+# dense passes, further down, which sum in lanes). A dense row is x (length d) with
+# x_ind None: every feature is "non-zero", as in sklearn's ArrayDataset; a CSR row
+# is its slices of data and indices.
 
 
 def _blas_block(w):  # pragma: no cover - the overload runs under numba
@@ -466,7 +826,8 @@ def _dense_axpy(out, g, X, i):
 
 @_inlined_row
 def _dense_dots4(w, X, i0, i1, i2, i3):
-    """The dot products of four dense rows with w, as four chains in one pass."""
+    """The dot products of four dense rows with w, as four chains in one pass
+    (loss_grad's; sgd_epoch sums a dense row in lanes, _lanes_pass)."""
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -480,47 +841,112 @@ def _dense_dots4(w, X, i0, i1, i2, i3):
     return s0, s1, s2, s3
 
 
-@_inlined_row
-def _dense_dots2_and_norms(w, X, i0, i1, sq, ab):
-    """The dot products of two dense rows with w, and the sums of sq and ab (the
-    terms of WeightVector.add's norm accumulators), as four chains in one pass."""
-    s0 = 0.0
-    s1 = 0.0
-    acc2 = 0.0
-    acc1 = 0.0
-    for j in range(w.size):
-        wj = w[j]
-        s0 += np.float64(wj * X[i0, j])
-        s1 += np.float64(wj * X[i1, j])
-        acc2 += sq[j]
-        acc1 += ab[j]
-    return s0, s1, acc2, acc1
+# The dense rows of sgd_epoch: every sum over the features in LANES lanes (see the
+# module docstring). A row is its offset in X.flat, i * d. The weights are a copy
+# padded with zeros to whole blocks of LANES (_padded): a masked store to the last
+# block, read again by the next pass, could not be forwarded to that load, which
+# would wait for the store to reach the cache, on the critical path.
+
+#: What a dense pass does with add()'s norm accumulators.
+_NORMS_NONE = 0  # nothing: there is no add
+_NORMS_NOW = 1  # sum them
+_NORMS_SAVE = 2  # copy the new w_data to `saved`, to sum them after the epoch
 
 
 @_inlined_row
-def _dense_dot_and_norms(w, X, i, sq, ab):
-    """_dense_dots2_and_norms for one row."""
-    s0 = 0.0
-    acc2 = 0.0
-    acc1 = 0.0
-    for j in range(w.size):
-        s0 += np.float64(w[j] * X[i, j])
-        acc2 += sq[j]
-        acc1 += ab[j]
-    return s0, acc2, acc1
+def _padded(v):
+    """A copy of v with zeros after it, to a whole number of blocks of LANES,
+    starting on a cache line."""
+    n = -(-v.size // LANES) * LANES
+    room = np.zeros(n + _LINE // v.itemsize, v.dtype)
+    skip = (-room.ctypes.data % _LINE) // v.itemsize
+    out = room[skip : skip + n]
+    for j in range(v.size):  # a loop: a slice assignment compiles for seconds
+        out[j] = v[j]
+    return out
 
 
 @_inlined_row
-def _dense_add(w, X, i, step, sq, ab):
-    """The first half of WeightVector.add on dense row i: w += x * step (step is
-    c / wscale in T; the sum in float64, rounded to T), keeping the terms of its
-    two norm accumulators, float64(w * w) (the product in T) and |w|, in sq, ab."""
-    c = np.float64(step)
-    for j in range(w.size):
-        v = _real(w, np.float64(w[j]) + np.float64(X[i, j]) * c)
-        w[j] = v
-        sq[j] = np.float64(v * v)
-        ab[j] = abs(np.float64(v))
+def _lanes_block(
+    zero, w, X, x_at, c, add, norms, saved, r0, r1, r2, r3, n_rows, j, count,
+    lanes,
+):  # fmt: skip
+    """Block j (features j, ..., j + count - 1, count <= LANES) of _lanes_pass,
+    added to its six sums' lanes (w, X and saved as _lanes_data gives them)."""
+    s0, s1, s2, s3, a2, a1 = lanes
+    v = _lanes_load(w, j, LANES)
+    if add:
+        x = _lanes_double(_lanes_load(X, x_at + j, count))
+        # w's padding stays 0 (0 + 0 * c would be NaN for an infinite c)
+        v = _lanes_first(_lanes_real(zero, _lanes_double(v) + x * c), count)
+        _lanes_store(w, j, LANES, v)
+        if norms == _NORMS_NOW:
+            a2 = a2 + _lanes_double(v * v)
+            a1 = a1 + abs(_lanes_double(v))
+        elif norms == _NORMS_SAVE:
+            _lanes_store(saved, j, LANES, v)
+    if n_rows > 0:
+        s0 = s0 + _lanes_double(v * _lanes_load(X, r0 + j, count))
+    if n_rows > 1:
+        s1 = s1 + _lanes_double(v * _lanes_load(X, r1 + j, count))
+    if n_rows > 2:
+        s2 = s2 + _lanes_double(v * _lanes_load(X, r2 + j, count))
+    if n_rows > 3:
+        s3 = s3 + _lanes_double(v * _lanes_load(X, r3 + j, count))
+    return s0, s1, s2, s3, a2, a1
+
+
+@_inlined_row
+def _lanes_pass(w, d, X, x_at, step, add, norms, saved, r0, r1, r2, r3, n_rows):
+    """One pass over the d features of dense rows, with the new w in registers
+    (w and saved are _padded): when add, the first half of WeightVector.add,
+    w += x * step for the row x at x_at (step is c / wscale in T; the sum in
+    float64, rounded to T), then by norms the lane sums of add()'s norm terms
+    float64(w * w) (the product in T) and |w|, or the new w copied to saved; then
+    the lane sums of the dot products of the (new) w with the n_rows <=
+    SPECULATIVE_ROWS rows at r0, r1, ... Returns the four dot products and the
+    two norm sums (0.0 where not asked)."""
+    zero = _real(w, 0.0)
+    wp = _lanes_data(w)
+    xp = _lanes_data(X)
+    sp = _lanes_data(saved)
+    c = _lanes_fill(np.float64(step))
+    o = _lanes_fill(0.0)
+    lanes = (o, o, o, o, o, o)
+    full = d - d % LANES
+    for j in range(0, full, LANES):
+        lanes = _lanes_block(
+            zero, wp, xp, x_at, c, add, norms, sp, r0, r1, r2, r3, n_rows, j, LANES,
+            lanes,
+        )  # fmt: skip
+    if full < d:
+        lanes = _lanes_block(
+            zero, wp, xp, x_at, c, add, norms, sp, r0, r1, r2, r3, n_rows, full,
+            d - full, lanes,
+        )  # fmt: skip
+    s0, s1, s2, s3, a2, a1 = lanes
+    return (
+        _lanes_sum(s0),
+        _lanes_sum(s1),
+        _lanes_sum(s2),
+        _lanes_sum(s3),
+        _lanes_sum(a2),
+        _lanes_sum(a1),
+    )
+
+
+@_inlined_row
+def _lanes_norms(v):
+    """add()'s norm accumulators over the _padded weights v, as _lanes_pass sums
+    them (the padding adds +0.0 terms: nothing)."""
+    p = _lanes_data(v)
+    a2 = _lanes_fill(0.0)
+    a1 = _lanes_fill(0.0)
+    for j in range(0, v.size, LANES):
+        x = _lanes_load(p, j, LANES)
+        a2 = a2 + _lanes_double(x * x)
+        a1 = a1 + abs(_lanes_double(x))
+    return _lanes_sum(a2), _lanes_sum(a1)
 
 
 @_row
@@ -1024,8 +1450,8 @@ def _sgd_dense(
     l1_ratio, learning_rate, eta0, power_t, optimal_init, fit_intercept,
     intercept_decay, weight_pos, weight_neg, average, compute_loss,
 ):  # fmt: skip
-    """sklearn's loop over dense rows, the dot products scheduled ahead (see the
-    module docstring); bit for bit what _sgd_csr gives on the same rows."""
+    """sklearn's loop over dense rows, each sum over the features in LANES lanes,
+    with the dot products scheduled ahead (see the module docstring)."""
     intercept = state[0]
     average_intercept = state[1]
     t = state[2]
@@ -1046,16 +1472,29 @@ def _sgd_dense(
     objective_sum = 0.0
     m = order.size
     d = w.size
-    # The terms of add()'s norm accumulators, summed beside the next dot product.
-    sq = np.empty(d)
-    ab = np.empty(d)
+    # The lanes work on a padded copy of w_data (wk), the other steps on its
+    # first d entries (wd); w gets them back at the end.
+    wk = _padded(w)
+    wd = wk[:d]
+    # Without the loss sums nothing reads sq_norm or l1_norm during the epoch:
+    # they are summed at the end over the w_data the last add left (saved), at
+    # its wscale (pending_wscale), and the scale factors met since (later_scales,
+    # n_later of them) are replayed.
+    norms = _NORMS_NOW if compute_loss else _NORMS_SAVE
+    saved = _padded(w[: 0 if compute_loss else d])
+    later_scales = np.empty(m if not compute_loss and scales else 0, w.dtype)
+    n_later = 0
+    norms_pending = False
+    pending_wscale = zero
     # Dot sums (before the scaling by wscale) of rows order[spec_begin:][:spec_count],
-    # valid while w does not change.
-    spec = np.empty(SPECULATIVE_ROWS)
+    # valid while w does not change: scalars, so that the first stays in a register
+    # (it is on the critical path from one sample to the next).
+    spec0 = spec1 = spec2 = spec3 = 0.0
     spec_begin = 0
     spec_count = 0
+    # Speculate more after a zero update (the next is likely zero too), less after
+    # a nonzero one (every extra row would be thrown away).
     last_was_zero = False
-    zero_updates = 0
     for s in range(m):
         if s + PREFETCH_ROWS < m:
             soon = order[s + PREFETCH_ROWS]
@@ -1065,17 +1504,17 @@ def _sgd_dense(
                 _prefetch(sw, soon)
         i = order[s]
         if s - spec_begin >= spec_count:
-            # Rows with a zero update make speculation worthwhile.
-            if truncates or not last_was_zero or m - s < SPECULATIVE_ROWS:
-                spec[0] = _dense_dot(w, X, i)
-                spec_count = 1
-            else:
-                spec[0], spec[1], spec[2], spec[3] = _dense_dots4(
-                    w, X, i, order[s + 1], order[s + 2], order[s + 3]
-                )
-                spec_count = SPECULATIVE_ROWS
+            want = 1 if truncates or not last_was_zero else SPECULATIVE_ROWS
+            spec_count = min(want, m - s)
             spec_begin = s
-        innerprod = spec[s - spec_begin]
+            r = spec_count - 1  # the rows past spec_count are not read
+            spec0, spec1, spec2, spec3, _, _ = _lanes_pass(
+                wk, d, X, 0, zero, False, _NORMS_NONE, saved, i * d,
+                order[s + min(1, r)] * d, order[s + min(2, r)] * d,
+                order[s + min(3, r)] * d, spec_count,
+            )  # fmt: skip
+        k = s - spec_begin
+        innerprod = spec0 if k == 0 else spec1 if k == 1 else spec2 if k == 2 else spec3
         y_t = _real(zero, y[i])
         sw_t = _real(zero, 1.0 if sw is None else sw[i])
         p = np.float64(_real(zero, innerprod * wscale)) + intercept
@@ -1090,20 +1529,19 @@ def _sgd_dense(
             losses, code, param, p, y_t, sw_t, eta, weight_pos, weight_neg
         )
         if scales:
-            wscale, sq_norm, l1_norm = _scale(
-                zero, 1.0 - (1.0 - l1_ratio) * eta * alpha, wscale, sq_norm, l1_norm
-            )
+            factor = 1.0 - (1.0 - l1_ratio) * eta * alpha
+            if norms_pending:
+                later_scales[n_later] = _real(zero, factor if factor > 0.0 else 0.0)
+                n_later += 1
+            wscale, sq_norm, l1_norm = _scale(zero, factor, wscale, sq_norm, l1_norm)
             if wscale < reset_below:
                 wscale, average_a, average_b = _reset_wscale(
-                    w, aw, averaged, wscale, average_a, average_b
+                    wd, aw, averaged, wscale, average_a, average_b
                 )
                 spec_count = 0
         update_t = _real(zero, update)  # the c of add and add_average
         added = update != 0.0
         wscale_t = _real(zero, wscale)
-        if added:
-            _dense_add(w, X, i, update_t / wscale_t, sq, ab)
-            spec_count = 0
         if fit_intercept and added:
             intercept += update * intercept_decay
         if averaged and 0 < average and average <= t:
@@ -1115,29 +1553,41 @@ def _sgd_dense(
             average_intercept += (intercept - average_intercept) / (t - average + 1.0)
         if truncates:
             u += l1_ratio * eta * alpha
-            _l1penalty(w, q, None, wscale, u)
-            spec_count = 0
         t += 1.0
-        last_was_zero = not added
-        zero_updates += not added
         if added:
-            # The rest of add(): its norm accumulators, beside the dot product of
-            # the next row, and of the one after when zero updates are common
-            # enough to make it pay (and L1 does not change w first).
-            ahead = 2 if not truncates and 4 * zero_updates > s else 1
+            # add(), its norm terms, and the dot products of the next rows with
+            # the new w in the same pass (none when l1penalty changes w first).
+            ahead = 0 if truncates else 2 if last_was_zero else 1
             ahead = min(ahead, m - s - 1)
-            if ahead == 2:
-                spec[0], spec[1], acc2, acc1 = _dense_dots2_and_norms(
-                    w, X, order[s + 1], order[s + 2], sq, ab
-                )
-            else:  # one row, or the norms alone after the last row
-                spec[0], acc2, acc1 = _dense_dot_and_norms(
-                    w, X, order[s + ahead], sq, ab
-                )
+            r0 = order[s + 1] * d if ahead > 0 else 0
+            r1 = order[s + 2] * d if ahead > 1 else 0
+            spec0, spec1, _, _, acc2, acc1 = _lanes_pass(
+                wk, d, X, i * d, update_t / wscale_t, True, norms, saved, r0, r1, 0,
+                0, ahead,
+            )  # fmt: skip
             spec_begin = s + 1
             spec_count = ahead
-            sq_norm = acc2 * np.float64(wscale_t * wscale_t)
-            l1_norm = acc1 * np.float64(wscale_t)
+            if compute_loss:
+                sq_norm = acc2 * np.float64(wscale_t * wscale_t)
+                l1_norm = acc1 * np.float64(wscale_t)
+            else:
+                norms_pending = True
+                pending_wscale = wscale_t
+                n_later = 0
+        if truncates:
+            _l1penalty(wd, q, None, wscale, u)
+            spec_count = 0
+        last_was_zero = not added
+    if norms_pending:
+        acc2, acc1 = _lanes_norms(saved)
+        sq_norm = acc2 * np.float64(pending_wscale * pending_wscale)
+        l1_norm = acc1 * np.float64(pending_wscale)
+        for k in range(n_later):
+            c = later_scales[k]
+            sq_norm *= np.float64(c * c)
+            l1_norm *= abs(np.float64(c))
+    for j in range(d):
+        w[j] = wd[j]
     state[0] = intercept
     state[1] = average_intercept
     state[2] = t

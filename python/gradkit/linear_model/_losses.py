@@ -84,6 +84,11 @@ class CustomLoss:
     def __repr__(self) -> str:
         return f"CustomLoss({self.name})"
 
+    # Copies (clone, deepcopy) and pickles rebuild from the two functions; the
+    # compiled kernels are memoized per pair, so that costs nothing after the first.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CustomLoss, (self.loss, self.dloss, self.name))
+
     # Two CustomLoss of the same functions are the same loss, so that clone() and
     # get_params() comparisons in scikit-learn see equal parameters.
     def __eq__(self, other: object) -> bool:
