@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -110,7 +111,7 @@ template <class T> struct Matrix {
 // lines, with their y and sample_weight).
 inline constexpr std::int64_t kPrefetchRows = 12;
 // Dot products computed side by side while w_data does not change (sgd_epoch).
-inline constexpr int kSpeculativeRows = 4;
+inline constexpr int kSpeculativeRows = 2;
 // How far ahead loss_grad prefetches when it reads the rows in order.
 inline constexpr std::int64_t kSequentialPrefetchBytes = 24 * 1024;
 // Dense rows whose dot products loss_grad computes together (dot_rows8).
@@ -450,7 +451,7 @@ inline void l1penalty_sparse(WeightVector<T> &wv, T *GRADKIT_RESTRICT q,
 
 // The per-sample state kept in registers by the loops below.
 template <class T> struct SgdLoop {
-  const SgdOptions &o;
+  SgdOptions o; // a copy: nothing the loop writes can alias it
   WeightVector<T> wv;
   T *GRADKIT_RESTRICT q;
   double intercept, average_intercept, t, eta, u;
@@ -488,11 +489,14 @@ template <class T> struct SgdLoop {
 
   // From p (already x.w + intercept) to the update, as sklearn's loop: eta by
   // schedule, dloss clipped, times class and sample weight (both in T).
-  template <int kLoss> double update_of(double p, T y, T sample_weight) {
+  void eta_step() {
     if (o.learning_rate == kOptimal)
       eta = 1.0 / (o.alpha * (o.optimal_init + t - 1));
     else if (o.learning_rate == kInvScaling)
       eta = o.eta0 / std::pow(t, o.power_t);
+  }
+
+  template <int kLoss> double update_of(double p, T y, T sample_weight) {
     const T class_weight = static_cast<T>(y > 0.0 ? o.weight_pos : o.weight_neg);
     double dloss = loss_derivative<kLoss>(y, p, o.loss_param);
     constexpr double kMaxDloss = 1e12;
@@ -562,6 +566,7 @@ void sgd_sparse(SgdLoop<T> &L, const Matrix<T> &X, const double *y,
     const T yi = static_cast<T>(y[i]);
     const T sw = static_cast<T>(sample_weight != nullptr ? sample_weight[i] : 1.0);
     const double p = wv.dot_finish(wv.dot_sparse(r)) + L.intercept;
+    L.eta_step();
     const double update = L.template update_of<kLoss>(p, yi, sw);
     if (L.o.compute_loss)
       L.template add_loss<kLoss>(p, yi, wv.norm(), wv.l1norm());
@@ -716,7 +721,7 @@ inline double sum_lanes(Vec8 lo, Vec8 hi) {
 
 // Lanes 0-7 or 8-15 of the sums of a dense pass.
 struct PassLanes {
-  Vec8 s0, s1, s2, s3, squares, magnitudes;
+  Vec8 s0, s1, squares, magnitudes;
 };
 #endif
 
@@ -735,13 +740,11 @@ inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T s
                          T *GRADKIT_RESTRICT q, double wscale, double u,
                          T *GRADKIT_RESTRICT saved, const T *const *rows,
                          std::int64_t d, double *sums, double &acc2, double &acc1) {
-  static_assert(kRows >= 0 && kRows <= kSpeculativeRows && kSpeculativeRows == 4);
+  static_assert(kRows >= 0 && kRows <= kSpeculativeRows && kSpeculativeRows == 2);
   static_assert(kAdd || kNorms != Norms::kSave);
   static_assert(kLanes == 16);
   const T *GRADKIT_RESTRICT x0 = kRows > 0 ? rows[0] : nullptr;
   const T *GRADKIT_RESTRICT x1 = kRows > 1 ? rows[1] : nullptr;
-  const T *GRADKIT_RESTRICT x2 = kRows > 2 ? rows[2] : nullptr;
-  const T *GRADKIT_RESTRICT x3 = kRows > 3 ? rows[3] : nullptr;
   const double c = step;
 #ifdef GRADKIT_VECTOR_EXTENSIONS
   using V = Vec8Of<T>;
@@ -809,10 +812,6 @@ inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T s
       lanes.s0 += term(to_double(wv * load_row(x0 + j)));
     if constexpr (kRows > 1)
       lanes.s1 += term(to_double(wv * load_row(x1 + j)));
-    if constexpr (kRows > 2)
-      lanes.s2 += term(to_double(wv * load_row(x2 + j)));
-    if constexpr (kRows > 3)
-      lanes.s3 += term(to_double(wv * load_row(x3 + j)));
   };
   constexpr std::integral_constant<bool, false> whole;
   constexpr std::integral_constant<bool, true> part;
@@ -830,10 +829,6 @@ inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T s
   }
   if constexpr (kRows > 1)
     sums[1] = sum_lanes(lo.s1, hi.s1);
-  if constexpr (kRows > 2)
-    sums[2] = sum_lanes(lo.s2, hi.s2);
-  if constexpr (kRows > 3)
-    sums[3] = sum_lanes(lo.s3, hi.s3);
   if constexpr (kNorms == Norms::kNow) {
     acc2 = sum_lanes(lo.squares, hi.squares);
     acc1 = sum_lanes(lo.magnitudes, hi.magnitudes);
@@ -842,7 +837,7 @@ inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T s
     return sum_lanes(lo.s0, hi.s0); // in a register: it is on the critical path
   return 0.0;
 #else
-  double s0[kLanes] = {}, s1[kLanes] = {}, s2[kLanes] = {}, s3[kLanes] = {};
+  double s0[kLanes] = {}, s1[kLanes] = {};
   double squares[kLanes] = {}, magnitudes[kLanes] = {};
   for (std::int64_t j = 0; j < d; ++j) {
     const int l = static_cast<int>(j % kLanes);
@@ -876,17 +871,9 @@ inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T s
       s0[l] += static_cast<double>(wj * x0[j]);
     if constexpr (kRows > 1)
       s1[l] += static_cast<double>(wj * x1[j]);
-    if constexpr (kRows > 2)
-      s2[l] += static_cast<double>(wj * x2[j]);
-    if constexpr (kRows > 3)
-      s3[l] += static_cast<double>(wj * x3[j]);
   }
   if constexpr (kRows > 1)
     sums[1] = sum_lanes(s1);
-  if constexpr (kRows > 2)
-    sums[2] = sum_lanes(s2);
-  if constexpr (kRows > 3)
-    sums[3] = sum_lanes(s3);
   if constexpr (kNorms == Norms::kNow) {
     acc2 = sum_lanes(squares);
     acc1 = sum_lanes(magnitudes);
@@ -895,88 +882,54 @@ inline double dense_pass(T *GRADKIT_RESTRICT w, const T *GRADKIT_RESTRICT x, T s
 #endif
 }
 
-// dense_pass with its flags and row count chosen at run time.
-template <class T> struct DensePass {
-  T *w;
-  T *q;
-  T *saved;
-  std::int64_t d;
+// A dense_pass, for the dispatch of sgd_dense: the flags that hold for a whole epoch
+// are template parameters of sgd_dense, the row count is an index.
+template <class T>
+using DensePassFn = double (*)(T *, const T *, T, T *, double, double, T *,
+                               const T *const *, std::int64_t, double *, double &,
+                               double &);
 
-  template <bool kAdd, bool kPenalty, Norms kNorms>
-  double rows(int n_rows, const T *x, T step, double wscale, double u,
-              const T *const *next, double *sums, double &acc2, double &acc1) const {
-    switch (n_rows) {
-    case 0:
-      return dense_pass<T, kAdd, kPenalty, kNorms, 0>(w, x, step, q, wscale, u, saved,
-                                                      next, d, sums, acc2, acc1);
-    case 1:
-      return dense_pass<T, kAdd, kPenalty, kNorms, 1>(w, x, step, q, wscale, u, saved,
-                                                      next, d, sums, acc2, acc1);
-    case 2:
-      return dense_pass<T, kAdd, kPenalty, kNorms, 2>(w, x, step, q, wscale, u, saved,
-                                                      next, d, sums, acc2, acc1);
-    case 3:
-      return dense_pass<T, kAdd, kPenalty, kNorms, 3>(w, x, step, q, wscale, u, saved,
-                                                      next, d, sums, acc2, acc1);
-    default:
-      return dense_pass<T, kAdd, kPenalty, kNorms, 4>(w, x, step, q, wscale, u, saved,
-                                                      next, d, sums, acc2, acc1);
-    }
-  }
-
-  // add()'s norm accumulators of the saved w.
-  void saved_norms(double &acc2, double &acc1) const {
-    dense_pass<T, false, false, Norms::kNow, 0>(saved, nullptr, T(0), nullptr, 0.0, 0.0,
-                                                nullptr, nullptr, d, nullptr, acc2, acc1);
-  }
-
-  // The pass after a sample: add when add, the penalty when penalty.
-  double run(bool add, bool penalty, Norms norms, int n_rows, const T *x, T step,
-             double wscale, double u, const T *const *next, double *sums, double &acc2,
-             double &acc1) const {
-    if (add && penalty) {
-      if (norms == Norms::kNow)
-        return rows<true, true, Norms::kNow>(n_rows, x, step, wscale, u, next, sums,
-                                             acc2, acc1);
-      else
-        return rows<true, true, Norms::kSave>(n_rows, x, step, wscale, u, next, sums,
-                                              acc2, acc1);
-    } else if (add) {
-      if (norms == Norms::kNow)
-        return rows<true, false, Norms::kNow>(n_rows, x, step, wscale, u, next, sums,
-                                              acc2, acc1);
-      else
-        return rows<true, false, Norms::kSave>(n_rows, x, step, wscale, u, next, sums,
-                                               acc2, acc1);
-    } else if (penalty) {
-      return rows<false, true, Norms::kNone>(n_rows, x, step, wscale, u, next, sums,
-                                             acc2, acc1);
-    } else {
-      return rows<false, false, Norms::kNone>(n_rows, x, step, wscale, u, next, sums,
-                                              acc2, acc1);
-    }
-  }
+template <class T, bool kAdd, bool kPenalty, Norms kNorms> struct DensePasses {
+  static_assert(kSpeculativeRows == 2);
+  static constexpr DensePassFn<T> by_rows[kSpeculativeRows + 1] = {
+      &dense_pass<T, kAdd, kPenalty, kNorms, 0>, &dense_pass<T, kAdd, kPenalty, kNorms, 1>,
+      &dense_pass<T, kAdd, kPenalty, kNorms, 2>};
 };
 
 // sklearn's loop on dense rows, fused into one pass over the features per sample
 // (dense_pass), with the dot products of the next rows computed ahead while w_data
 // stays the same (see the top of this file). The same numbers as sgd_sparse would
 // give on the same rows.
-template <class T, int kLoss>
-void sgd_dense(SgdLoop<T> &L, const Matrix<T> &X, const double *y,
+template <class T, int kLoss, bool kTruncates, bool kLossSums>
+void sgd_dense(SgdLoop<T> &loop, const Matrix<T> &X, const double *y,
                const double *sample_weight, const std::int64_t *order, std::int64_t m) {
+  SgdLoop<T> L = loop; // a local, whose fields can stay in registers
   auto &wv = L.wv;
   const std::int64_t d = X.d;
-  const bool truncates = L.truncates();
+  constexpr bool truncates = kTruncates;
   // Without the loss sums nothing reads sq_norm or l1_norm during the epoch: the
   // accumulators of add() are summed once at the end, over the w_data the last add
   // left (saved), and the scale factors met since are replayed on them.
-  const Norms norms = L.o.compute_loss ? Norms::kNow : Norms::kSave;
+  constexpr Norms norms = kLossSums ? Norms::kNow : Norms::kSave;
   std::vector<T> saved(norms == Norms::kSave ? static_cast<std::size_t>(d) : 0);
-  std::vector<T> later_scales;
+  // The scale factors met since the last add, one per sample at most: a buffer and
+  // a count in a register (a std::vector's push_back keeps its end in memory, a
+  // store and a load per sample).
+  const std::unique_ptr<T[]> later_scales(
+      norms == Norms::kSave && L.scales() ? new T[static_cast<std::size_t>(m)] : nullptr);
+  std::int64_t n_later = 0;
   bool norms_pending = false;
   T pending_wscale = 1;
-  const DensePass<T> pass{wv.w, L.q, saved.data(), d};
+  T *const w_data = wv.w;
+  T *const q_data = L.q;
+  T *const saved_data = saved.data();
+  // The passes: the dot products of the next rows alone, or after the sample's add or
+  // L1 penalty (or both).
+  const DensePassFn<T> *const dot_passes =
+      DensePasses<T, false, false, Norms::kNone>::by_rows;
+  const DensePassFn<T> *const add_passes = DensePasses<T, true, kTruncates, norms>::by_rows;
+  const DensePassFn<T> *const penalty_passes =
+      DensePasses<T, false, true, Norms::kNone>::by_rows;
   // Dot sums (before `*= wscale`) of the rows order[spec_begin], ... (spec_count of
   // them), valid while w_data does not change.
   double spec[kSpeculativeRows] = {};
@@ -994,32 +947,40 @@ void sgd_dense(SgdLoop<T> &L, const Matrix<T> &X, const double *y,
   // a nonzero one (every extra row would be thrown away).
   bool last_was_zero = false;
   for (std::int64_t s = 0; s < m; ++s) {
-    if (s + kPrefetchRows < m)
-      prefetch_sample(X, y, sample_weight, order[s + kPrefetchRows]);
+    if (s + kPrefetchRows < m) {
+      const std::int64_t ahead = order[s + kPrefetchRows];
+      prefetch_bytes(X.data + ahead * d, static_cast<std::size_t>(d) * sizeof(T));
+      GRADKIT_PREFETCH(y + ahead);
+      if (sample_weight != nullptr)
+        GRADKIT_PREFETCH(sample_weight + ahead);
+    }
     const std::int64_t i = order[s];
     const T *x = X.data + i * d;
     if (s - spec_begin >= spec_count) {
       const int want = (truncates || !last_was_zero) ? 1 : kSpeculativeRows;
       point_rows(s, static_cast<int>(std::min<std::int64_t>(want, m - s)));
       double unused2 = 0.0, unused1 = 0.0;
-      spec_first = pass.run(false, false, Norms::kNone, spec_count, x, T(0), 0.0, 0.0,
-                            next, spec, unused2, unused1);
+      spec_first = dot_passes[spec_count](w_data, x, T(0), q_data, 0.0, 0.0, saved_data,
+                                          next, d, spec, unused2, unused1);
     }
     const double innerprod = s == spec_begin ? spec_first : spec[s - spec_begin];
     const T yi = static_cast<T>(y[i]);
     const T sw = static_cast<T>(sample_weight != nullptr ? sample_weight[i] : 1.0);
     const double p = wv.dot_finish(innerprod) + L.intercept;
-    const double update = L.template update_of<kLoss>(p, yi, sw);
+    // The scale before the update (they do not depend on each other), so that the
+    // update goes straight on to the step of the add.
+    L.eta_step();
     // The norms before this sample's scale, for its loss sums (added at the end).
-    const T norm = L.o.compute_loss ? wv.norm() : T(0);
+    const T norm = kLossSums ? wv.norm() : T(0);
     const T l1norm = wv.l1norm();
     if (L.scales()) {
       const T c = L.scale_factor();
       if (norms_pending)
-        later_scales.push_back(c);
+        later_scales[n_later++] = c;
       if (wv.scale(c, !norms_pending))
         spec_count = 0; // reset: w_data rewritten
     }
+    const double update = L.template update_of<kLoss>(p, yi, sw);
     const bool added = update != 0.0;
     const T add_wscale = static_cast<T>(wv.wscale);
     const T step = static_cast<T>(update) / add_wscale;
@@ -1038,31 +999,38 @@ void sgd_dense(SgdLoop<T> &L, const Matrix<T> &X, const double *y,
       const int want = truncates ? 1 : (last_was_zero ? 2 : 1);
       point_rows(s + 1, static_cast<int>(std::min<std::int64_t>(want, m - s - 1)));
       double acc2 = 0.0, acc1 = 0.0;
-      spec_first = pass.run(added, truncates, norms, spec_count, x, step, wv.wscale,
-                            L.u, next, spec, acc2, acc1);
-      if (added && norms == Norms::kNow) {
-        wv.sq_norm = acc2 * static_cast<double>(add_wscale * add_wscale);
-        wv.l1_norm = acc1 * static_cast<double>(add_wscale);
-      } else if (added) {
-        norms_pending = true;
-        pending_wscale = add_wscale;
-        later_scales.clear();
+      spec_first = (added ? add_passes : penalty_passes)[spec_count](
+          w_data, x, step, q_data, wv.wscale, L.u, saved_data, next, d, spec, acc2, acc1);
+      if (added) {
+        if constexpr (norms == Norms::kNow) {
+          wv.sq_norm = acc2 * static_cast<double>(add_wscale * add_wscale);
+          wv.l1_norm = acc1 * static_cast<double>(add_wscale);
+        } else {
+          norms_pending = true;
+          pending_wscale = add_wscale;
+          n_later = 0;
+        }
       }
     }
-    if (L.o.compute_loss)
+    if (kLossSums)
       L.template add_loss<kLoss>(p, yi, norm, l1norm);
     last_was_zero = !added;
   }
   if (norms_pending) {
     double acc2 = 0.0, acc1 = 0.0;
-    pass.saved_norms(acc2, acc1);
+    double unused = 0.0;
+    dense_pass<T, false, false, Norms::kNow, 0>(saved_data, nullptr, T(0), nullptr, 0.0,
+                                                0.0, nullptr, nullptr, d, &unused, acc2,
+                                                acc1);
     wv.sq_norm = acc2 * static_cast<double>(pending_wscale * pending_wscale);
     wv.l1_norm = acc1 * static_cast<double>(pending_wscale);
-    for (const T c : later_scales) {
+    for (std::int64_t k = 0; k < n_later; ++k) {
+      const T c = later_scales[k];
       wv.sq_norm *= static_cast<double>(c * c);
       wv.l1_norm *= std::fabs(static_cast<double>(c));
     }
   }
+  loop = L;
 }
 
 } // namespace detail
@@ -1080,10 +1048,23 @@ InputError sgd_epoch(const Matrix<T> &X, const double *y, const double *sample_w
   if (error != kInputOk)
     return error;
   detail::SgdLoop<T> loop(options, weights, average_weights, l1_q, X.d, state);
+  // sgd_dense for the penalty and loss sums of this epoch.
+  const auto dense_epoch = [&](auto code) {
+    constexpr int kLoss = decltype(code)::value;
+    const bool truncates = loop.truncates();
+    if (truncates && options.compute_loss)
+      detail::sgd_dense<T, kLoss, true, true>(loop, X, y, sample_weight, order, m);
+    else if (truncates)
+      detail::sgd_dense<T, kLoss, true, false>(loop, X, y, sample_weight, order, m);
+    else if (options.compute_loss)
+      detail::sgd_dense<T, kLoss, false, true>(loop, X, y, sample_weight, order, m);
+    else
+      detail::sgd_dense<T, kLoss, false, false>(loop, X, y, sample_weight, order, m);
+  };
   dispatch_single_loss(options.loss, [&](auto code) {
     constexpr int kLoss = decltype(code)::value;
     if (X.dense())
-      detail::sgd_dense<T, kLoss>(loop, X, y, sample_weight, order, m);
+      dense_epoch(std::integral_constant<int, kLoss>{});
     else
       detail::sgd_sparse<T, kLoss>(loop, X, y, sample_weight, order, m);
   });
