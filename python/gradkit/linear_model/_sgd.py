@@ -71,6 +71,7 @@ class _GradkitSGD:
     optimizer: str
     batch_size: int | None
     loss: Any
+    average: bool | int
     # Set by scikit-learn's fit; declared for the type checker.
     coef_: Any
     intercept_: Any
@@ -90,6 +91,19 @@ class _GradkitSGD:
             or (self.batch_size or 1) > 1
             or getattr(self, "multi_class", "ovr") == "multinomial"
         )
+
+    def _check_gradkit_params(self) -> None:
+        """What the mini-batch path (Adam, batch_size > 1, multinomial) lacks."""
+        if self._uses_minibatch() and self.average:
+            raise ValueError(
+                "average is only available for plain SGD (optimizer='sgd', "
+                "batch_size=None or 1, multi_class='ovr')."
+            )
+        if self._uses_minibatch() and isinstance(self.loss, CustomLoss):
+            raise ValueError(
+                "A CustomLoss trains one row at a time: use optimizer='sgd', "
+                "batch_size=None and multi_class='ovr' with it."
+            )
 
     def _uses_sklearn_loop(self, learning_rate: str) -> bool:
         return learning_rate not in _LEARNING_RATE
@@ -383,16 +397,7 @@ class SGDClassifier(_GradkitSGD, sk.SGDClassifier):
                 f"multi_class='multinomial' needs loss='log_loss', got "
                 f"loss={self.loss!r}; use multi_class='ovr' for other losses."
             )
-        if self._uses_minibatch() and self.average:
-            raise ValueError(
-                "average is only available for plain SGD (optimizer='sgd', "
-                "batch_size=None or 1, multi_class='ovr')."
-            )
-        if self._uses_minibatch() and isinstance(self.loss, CustomLoss):
-            raise ValueError(
-                "A CustomLoss trains one row at a time: use optimizer='sgd', "
-                "batch_size=None and multi_class='ovr' with it."
-            )
+        super()._check_gradkit_params()
 
     def _fit_binary(
         self,
@@ -547,17 +552,8 @@ class SGDRegressor(_GradkitSGD, sk.SGDRegressor):
             return super()._fit_regressor(
                 X, y, alpha, loss, learning_rate, sample_weight, max_iter
             )
+        self._check_gradkit_params()
         if self._uses_minibatch():
-            if self.average:
-                raise ValueError(
-                    "average is only available for plain SGD (optimizer='sgd', "
-                    "batch_size=None or 1)."
-                )
-            if isinstance(self.loss, CustomLoss):
-                raise ValueError(
-                    "A CustomLoss trains one row at a time: use optimizer='sgd' "
-                    "and batch_size=None with it."
-                )
             return _minibatch.fit_regressor(
                 self, X, y, alpha, sample_weight, learning_rate, max_iter
             )
