@@ -41,7 +41,7 @@ def test_logistic_gd_equals_lbfgs(backend, classes, C):
     X, y = _clf(classes=classes, shift=3.0)
     X[:, 0] *= 10.0
     ref = sk.LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(X, y)
-    ours = LogisticRegression(C=C, tol=1e-7, max_iter=5000).fit(X, y)
+    ours = LogisticRegression(C=C, tol=1e-6, max_iter=5000).fit(X, y)
     assert ours.coef_.shape == ref.coef_.shape
     assert ours.intercept_.shape == ref.intercept_.shape
     assert _rel(ours.coef_, ref.coef_) < 1e-4
@@ -57,7 +57,7 @@ def test_logistic_weights_sparse_float32(backend):
     params = dict(C=0.5, class_weight="balanced", tol=1e-10, max_iter=10_000)
     ref = sk.LogisticRegression(**params).fit(X, y, sample_weight=w)
     for Xin in (sp.csr_matrix(X), X.astype(np.float32)):
-        ours = LogisticRegression(**{**params, "tol": 1e-7}).fit(
+        ours = LogisticRegression(**{**params, "tol": 1e-5}).fit(
             Xin, y, sample_weight=w
         )
         assert ours.coef_.dtype == Xin.dtype
