@@ -162,10 +162,10 @@ def fit_classifier(
     weights = _class_weights(est, codes, np.asarray(sample_weight, dtype=np.float64))
     random_state = check_random_state(est.random_state)
     multinomial = est.multi_class == "multinomial" and n_classes > 2
-    n_models = 1 if n_classes == 2 or multinomial else n_classes
-    coef = np.array(est.coef_, dtype=np.float64).reshape(
-        n_models if not multinomial else n_classes, d
-    )
+    # One row of coefficients for two classes, one per class otherwise (a
+    # softmax row or a one-vs-rest model), as scikit-learn lays them out.
+    n_rows = 1 if n_classes == 2 else n_classes
+    coef = np.array(est.coef_, dtype=np.float64).reshape(n_rows, d)
     intercept = np.array(est.intercept_, dtype=np.float64).reshape(-1)
     if multinomial:
         Xv, yv, wv = (
@@ -186,7 +186,7 @@ def fit_classifier(
     else:
         spec = est._loss_spec()
         n_iter = 0
-        for i in range(n_models):
+        for i in range(n_rows):
             positive = codes == (1 if n_classes == 2 else i)
             y_i = np.where(positive, 1.0, 0.0 if spec.label_encode else -1.0)
             labels = np.array([0.0 if spec.label_encode else -1.0, 1.0])
@@ -209,7 +209,7 @@ def fit_classifier(
     est.t_ += n_iter * X.shape[0]
     est.n_iter_ = n_iter
     est.coef_ = coef.astype(X.dtype)
-    est.intercept_ = intercept.astype(X.dtype if n_models > 1 else np.float64)
+    est.intercept_ = intercept.astype(X.dtype if n_rows > 1 else np.float64)
 
 
 def fit_regressor(
