@@ -542,11 +542,12 @@ class AdaptiveLR(LRScheduler):
         self.min_lr = _check_number(min_lr, "min_lr", 0.0)
         self.best = math.inf
         self.no_improvement = 0
-        self.lr = 0.0
         super().__init__(optimizer)
 
     def lr_at(self, epoch: int) -> float:
-        return self.lr if epoch else self.base_lr
+        # The rate depends on the losses seen, not on the count: it is the
+        # optimizer's own (the base rate at construction).
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def step(self, loss: float | None = None) -> None:  # type: ignore[override]
         if loss is None:
@@ -561,6 +562,5 @@ class AdaptiveLR(LRScheduler):
         if self.no_improvement >= self.n_iter_no_change and lr > self.min_lr:
             lr *= self.factor
             self.no_improvement = 0
-        self.lr = lr
         self.last_epoch += 1
         self._set(lr)
