@@ -10,6 +10,7 @@ except ImportError as exc:  # pragma: no cover - only when the build is broken
     ) from exc
 
 from gradkit._config import config_context, get_config, set_config
+from gradkit._serialize import load, save
 
 __version__ = "0.1.0"
-__all__ = ["config_context", "get_config", "set_config", "__version__"]
+__all__ = ["config_context", "get_config", "load", "save", "set_config", "__version__"]

@@ -338,3 +338,114 @@ class _Linear(ModuleType):
         """
 
 linear: _Linear
+
+class _Compress(ModuleType):
+    """Kernels of model compression: per-row min/max, quantize and dequantize with
+    one (scale, zero_point) per row, and magnitude pruning to a bitmask.
+
+    Every result is exact (nothing is summed in floating point), so the two backends
+    agree bit for bit and no result depends on n_threads. Work over n elements runs
+    on t = min(n_threads, max(1, n // 2**16)) threads. Arrays are C-contiguous; x is
+    finite (the public layer checked it). "rne" is round half to even.
+
+    The row layout serves every granularity: per tensor is one row (x.reshape(1,
+    -1)), per channel one row per channel (the channel axis moved first), per group
+    one row per group of consecutive elements (x.reshape(-1, group_size)).
+    """
+
+    def row_minmax(
+        self, x: NDArray[np.float32], n_threads: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(lo, hi): min and max of each row of a 2-D float32 x, r >= 1 rows of c >= 1
+        columns. Rows are split between threads when r < t, so one huge row (per
+        tensor) is still parallel. Which of -0.0 / 0.0 is returned is unspecified
+        (they compare equal and nothing downstream tells them apart)."""
+    def quantize_rows(
+        self,
+        x: NDArray[np.float32],
+        lo: NDArray[np.float32] | None,
+        hi: NDArray[np.float32] | None,
+        qmin: int,
+        qmax: int,
+        symmetric: bool,
+        fma_rounding: bool,
+        out: NDArray[np.int8] | NDArray[np.uint8],
+        n_threads: int,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+        """Quantize each row of a 2-D float32 x with its own (scale, zero_point),
+        computed from the row's range the way torch's MinMax observers do
+        (torch/ao/quantization/observer.py, _calculate_qparams), all in float32.
+
+        Range of row i: lo[i], hi[i] when given (both are, or neither); when both are
+        None the kernel takes the min and max of row i itself, in the same pass that
+        quantizes it (the row is still in cache), so per channel statistics cost no
+        extra read of x.
+        Parameters, eps = float32 epsilon (2**-23):
+          min_neg = min(lo, 0), max_pos = max(hi, 0)
+          symmetric: scale = max(max(-min_neg, max_pos) / float32((qmax - qmin) / 2),
+                                 eps)
+                     zero_point = 0 if qmin < 0 else (qmin + qmax + 1) // 2
+          affine:    scale = max((max_pos - min_neg) / float32(qmax - qmin), eps)
+                     zero_point = clamp(qmin - rne(min_neg / scale), qmin, qmax)
+          (each operation one float32 rounding, divisions included).
+        Values, with inv = float32(1 / scale) and z = float32(zero_point):
+          fma_rounding False (torch.quantize_per_channel):
+              q = rne(float32(float32(x * inv) + z))
+          fma_rounding True (torch.quantize_per_tensor, fbgemm's AVX path):
+              q = rne(fma(x, inv, z))            one rounding, in float32
+          out[i, j] = clamp(q, qmin, qmax).
+        out has x's shape: int8 when qmin < 0, else uint8; -128 <= qmin < qmax <= 255
+        fit its dtype. Returns (scale float32 (r,), zero_point int32 (r,)).
+        """
+    def dequantize_rows(
+        self,
+        q: NDArray[np.int8] | NDArray[np.uint8],
+        scale: NDArray[np.float32],
+        zero_point: NDArray[np.int32],
+        out: NDArray[np.float32],
+        n_threads: int,
+    ) -> None:
+        """out[i, j] = float32(q[i, j] - zero_point[i]) * scale[i]: the difference is
+        an exact integer, the product one float32 rounding. q and out are 2-D (r, c),
+        scale and zero_point (r,)."""
+    def magnitude_threshold(
+        self, x: NDArray[np.float32] | NDArray[np.float64], k: int, n_threads: int
+    ) -> tuple[float, int]:
+        """(threshold, ties) of pruning the k smallest magnitudes of a 1-D x,
+        1 <= k <= n: threshold = sorted(|x|)[k - 1], exact, as a Python float;
+        ties = k - count(|x| < threshold) >= 1, how many of the elements with
+        |x| == threshold are among the k pruned. (A radix select on the bits of |x|:
+        two reads of x, not a sort.)"""
+    def prune_mask(
+        self,
+        x: NDArray[np.float32] | NDArray[np.float64],
+        threshold: float,
+        ties: int,
+        n_threads: int,
+    ) -> tuple[NDArray[np.uint8], NDArray[np.float32] | NDArray[np.float64], int]:
+        """(mask, values, ties_left): magnitude pruning of a 1-D x at a threshold.
+
+        |x[i]| is compared with threshold in float64 (exact for float32 x too).
+        x[i] is pruned when |x[i]| < threshold, or when |x[i]| == threshold and it is
+        one of the first `ties` such elements in index order (ties >= 0); otherwise
+        it is kept.
+        mask: uint8 ((n + 7) // 8,), bit i % 8 (least significant first) of byte
+          i // 8 set when x[i] is kept, padding bits 0; np.packbits(kept,
+          bitorder="little").
+        values: x's dtype, the kept elements in index order (signs kept).
+        ties_left = max(0, ties - count(|x| == threshold)): passed on as `ties` to the
+          next array, one threshold serves several arrays (global pruning).
+        """
+    def unpack_mask(
+        self,
+        mask: NDArray[np.uint8],
+        values: NDArray[np.float32] | NDArray[np.float64],
+        out: NDArray[np.float32] | NDArray[np.float64],
+        n_threads: int,
+    ) -> None:
+        """The inverse of prune_mask: out (1-D, values' dtype, n elements with
+        (n + 7) // 8 == len(mask)) gets the values in index order where mask bits
+        are set and +0.0 elsewhere. len(values) equals the number of set bits among
+        the first n."""
+
+compress: _Compress

@@ -353,3 +353,42 @@ def check_pos_label(pos_label: Any, labels: np.ndarray) -> Any:
             "{-1, 1} or pass pos_label explicitly."
         )
     return 1
+
+
+def weight_array(w: Any, name: str) -> np.ndarray:
+    """A model's weight array as a C-contiguous float32 / float64 ndarray.
+
+    Other real dtypes (float16, integers, bool) become float32; NaN, inf, complex,
+    object and empty arrays are refused with a ValueError naming the argument.
+    torch tensors and anything else with __array__ are accepted.
+    """
+    try:
+        array = np.asarray(w)
+    except Exception as exc:  # e.g. a CUDA tensor, or a ragged list
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    if array.dtype.kind not in "fiub":
+        raise ValueError(
+            f"{name} must hold real numbers, got dtype {array.dtype}; convert it "
+            "with np.asarray(..., dtype=np.float32)."
+        )
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; there is nothing to compress.")
+    dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
+    array = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("="))
+    if not _config.kernels("metrics").all_finite(array.reshape(-1), _config.n_threads()):
+        raise ValueError(
+            f"{name} contains NaN or infinity; compress only a model whose weights "
+            "are finite (check its training)."
+        )
+    return array
+
+
+def check_fraction(value: Any, name: str, *, allow_one: bool = False) -> float:
+    """A float in [0, 1) (or [0, 1] with allow_one), else a ValueError."""
+    upper = "1]" if allow_one else "1)"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number in [0, {upper}, got {value!r}.")
+    value = float(value)
+    if not (0.0 <= value < 1.0 or (allow_one and value == 1.0)):
+        raise ValueError(f"{name} must be in [0, {upper}, got {value!r}.")
+    return value

@@ -1,7 +1,8 @@
 """The `gradkit` command line.
 
     gradkit --version
-    gradkit bench metrics [--quick] [--threads N] [--n N]
+    gradkit bench metrics|train|compress [--quick] [--threads N] [--n N]
+    gradkit compress MODEL [-o OUT] [--recipe R] [--max-drop D --val VAL.npz]
 
 Each subcommand is one `_add_<command>` function that builds its subparser and sets
 `handler`, a function of the parsed arguments that returns the exit code; a new
@@ -95,10 +96,32 @@ def _bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_compress(args: argparse.Namespace) -> int:
+    from gradkit._bench_compress import run_compress_bench
+
+    rows, _ = run_compress_bench(
+        quick=args.quick,
+        out=sys.stdout,
+        progress=not args.no_progress,
+        n=args.n,
+        n_threads=args.threads if args.threads is not None else "keep",
+    )
+    failed = [row.case for row in rows if not row.ok]
+    if failed:
+        print(
+            f"{PROG}: {len(failed)} case(s) did not match their peer or failed: "
+            + ", ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 # One runner per benchmark area; the keys are the choices of `gradkit bench AREA`.
 _BENCH_AREAS: dict[str, Callable[[argparse.Namespace], int]] = {
     "metrics": _bench_metrics,
     "train": _bench_train,
+    "compress": _bench_compress,
 }
 
 
@@ -121,7 +144,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help=(
             "smaller data and fewer repeats, about a minute (metrics: n = 10**6 "
-            "instead of 10**7; train: 200,000 x 100 instead of 1,000,000 x 100)"
+            "instead of 10**7; train: 200,000 x 100 instead of 1,000,000 x 100; "
+            "compress: a 2048 x 2048 matrix instead of 4096 x 4096)"
         ),
     )
     parser.add_argument(
@@ -136,7 +160,10 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         type=_sample_count,
         default=None,
         metavar="N",
-        help="number of samples, overriding the default of --quick or the full run",
+        help=(
+            "number of samples (compress: the matrix side), overriding the default "
+            "of --quick or the full run"
+        ),
     )
     parser.add_argument(
         "--no-progress",
@@ -146,8 +173,114 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_bench)
 
 
-# Every subcommand; later ones (demo, serve, compress) add themselves here.
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_bench,)
+# --- gradkit compress -------------------------------------------------------------
+
+
+def _read_model(path: str) -> object:
+    """A gradkit file, a plain safetensors state dict, or an .npz of arrays."""
+    import numpy as np
+    import safetensors.numpy
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"PK":  # a zip archive: numpy's .npz
+        import io
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return dict(arrays)
+    try:
+        return gradkit._serialize.from_bytes(data)
+    except ValueError as exc:
+        if "without gradkit's metadata" not in str(exc):
+            raise
+    return safetensors.numpy.load(data)
+
+
+def _compress(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from gradkit.compress import compress_model
+
+    model = _read_model(args.model)
+    X_val = y_val = None
+    if args.val is not None:
+        with np.load(args.val, allow_pickle=False) as data:
+            missing = {"X", "y"} - set(data.files)
+            if missing:
+                raise ValueError(
+                    f"{args.val} must hold arrays named X and y; missing "
+                    + ", ".join(sorted(missing))
+                )
+            X_val, y_val = data["X"], data["y"]
+    if args.max_drop is not None and isinstance(model, dict):
+        raise ValueError(
+            "--max-drop needs a model that predicts; a dict of arrays can be searched "
+            "from Python with compress_model(..., metric=your_function)."
+        )
+    recipe = args.recipe if args.max_drop is not None else (args.recipe or ["int8"])[-1]
+    compressed = compress_model(
+        model, recipe, X_val, y_val, metric=args.metric, max_drop=args.max_drop
+    )
+    output = args.output or f"{args.model}.compressed.gradkit"
+    written = gradkit.save(compressed, output)
+    report = compressed.report
+    assert report is not None
+    if args.json:
+        print(json.dumps(report.to_dict() | {"output": output, "bytes_written": written}))
+    else:
+        print(report)
+        print(f"wrote {output} ({written:,} bytes, {report.ratio:.1f}x smaller)")
+    return 0
+
+
+def _add_compress(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compress",
+        help="compress a model file (quantize, prune, share weights, low rank)",
+        description=(
+            "Compress a model: a file written by gradkit.save, a safetensors state "
+            "dict or an .npz of arrays. Recipes: int8, uint8, int4, share:B, "
+            "prune:S, prune:N:M, lowrank:E, or two joined by '+' (prune:0.9+share:4)."
+        ),
+    )
+    parser.add_argument("model", help="the model file")
+    parser.add_argument(
+        "-o", "--output", help="where to write (default: MODEL.compressed.gradkit)"
+    )
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        help=(
+            "the recipe (default int8); with --max-drop repeat it to list the "
+            "candidates (default: gradkit.compress.DEFAULT_SEARCH)"
+        ),
+    )
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        metavar="D",
+        help="search for the smallest model whose metric drops by at most D",
+    )
+    parser.add_argument(
+        "--val", metavar="FILE.npz", help="validation data: an .npz with arrays X, y"
+    )
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="scorer name (accuracy, f1, roc_auc, r2, ...; default: model.score)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=_compress)
+
+
+# Every subcommand; later ones (demo, serve) add themselves here.
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_bench,
+    _add_compress,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
