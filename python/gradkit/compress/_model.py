@@ -4,7 +4,8 @@ A recipe is a string of one or two steps joined by "+": at most one structural s
 and at most one value coding.
     prune:S       magnitude pruning to sparsity S (0 <= S < 1), stored sparse
     prune:N:M     N:M pruning along the last axis (2:4)
-    lowrank:E     truncated SVD keeping energy E of the squared singular values
+    lowrank:E     truncated SVD keeping energy E of the squared singular values,
+                  where the two factors are smaller than the array
     int8 | uint8 | int4
                   quantization, per channel along axis 0 (int8 and int4 symmetric,
                   uint8 affine); after pruning, the kept values per tensor
@@ -110,6 +111,8 @@ class Recipe:
             if w.ndim < 2 or min(w.shape[0], w.size // w.shape[0]) < 2:
                 return self._code(w, per_channel=True)  # a vector has no lower rank
             factors = low_rank(w, energy=self.structure[1])
+            if factors.nbytes >= w.nbytes:  # the rank is too high to save anything
+                return self._code(w, per_channel=True)
             return LowRankArray(
                 self._code(factors.left, per_channel=True),
                 self._code(factors.right, per_channel=True),
@@ -183,8 +186,9 @@ class CompressedModel:
     decision_function, score): the weights are decompressed once, on first use, into
     a fitted estimator of the original class, `.to_dense()`. For a dict of arrays
     `.to_dense()` is the dict of decompressed arrays. `.arrays` holds the stored
-    forms, `.report` the CompressionReport of compress_model, `.nbytes` the bytes
-    the arrays take in memory; gradkit.save writes it, entropy-coded.
+    forms, `.report` the CompressionReport of compress_model (not saved with the
+    model), `.nbytes` the bytes the arrays take in memory; gradkit.save writes it,
+    entropy-coded.
     """
 
     def __init__(
@@ -258,8 +262,8 @@ class CompressedModel:
             meta["estimator"] = _serialize._encode_estimator(
                 self.template, tensors, skip=tuple(self.arrays)
             )
-        if self.report is not None:
-            meta["report"] = self.report.to_dict()
+        # The report is not stored: it describes how the model was chosen, and the
+        # file sizes it quotes are those of files without it.
         return meta
 
     @classmethod
@@ -273,8 +277,7 @@ class CompressedModel:
             if "estimator" in meta
             else None
         )
-        report = CompressionReport.from_dict(meta["report"]) if "report" in meta else None
-        return cls(arrays, template, meta["recipe"], report)
+        return cls(arrays, template, meta["recipe"])
 
 
 def _split_model(model: Any) -> tuple[dict[str, np.ndarray], Any | None]:
@@ -347,15 +350,6 @@ class CompressionReport:
             "max_drop": self.max_drop,
             "rows": self.rows,
         }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CompressionReport:
-        return cls(
-            int(data["bytes_before"]),
-            data["metric_before"],
-            data["max_drop"],
-            list(data["rows"]),
-        )
 
     def __str__(self) -> str:
         def metric(value: float | None) -> str:
