@@ -24,6 +24,7 @@ from gradkit.compress import (
     QuantizedArray,
     Recipe,
     compress_model,
+    global_prune,
     prune,
     quantize,
 )
@@ -143,13 +144,23 @@ def test_every_recipe_round_trips_through_a_file(backend, mlp, recipe, tmp_path)
 
 def test_recipes_compose(backend, mlp):
     state = mlp[0]
-    pruned = compress_model(state, "prune:0.8+int8").arrays["layer0.weight"]
-    assert isinstance(pruned, PrunedArray) and isinstance(pruned.values, QuantizedArray)
-    assert pruned.sparsity == pytest.approx(0.8, abs=1e-4)
-    direct = prune(state["layer0.weight"], 0.8)
-    np.testing.assert_array_equal(pruned.kept_mask(), direct.kept_mask())
+    compressed = compress_model(state, "prune:0.8+int8").arrays
+    matrices = {name: w for name, w in state.items() if w.ndim == 2}
+    direct = global_prune(matrices, 0.8)  # one threshold across the layers
+    assert sum(p.size - p.n_kept for p in direct.values()) == round(
+        0.8 * sum(w.size for w in matrices.values())
+    )
+    for name in matrices:
+        pruned = compressed[name]
+        assert isinstance(pruned, PrunedArray)
+        assert isinstance(pruned.values, QuantizedArray)
+        np.testing.assert_array_equal(pruned.kept_mask(), direct[name].kept_mask())
+        np.testing.assert_array_equal(
+            pruned.values.data, quantize(direct[name].values).data
+        )
+    nm = compress_model(state, "prune:2:4").arrays["layer0.weight"]
     np.testing.assert_array_equal(
-        pruned.values.data, quantize(direct.values).data
+        nm.kept_mask(), prune(state["layer0.weight"], None, "n:m").kept_mask()
     )
 
 

@@ -636,8 +636,9 @@ def _move_kept(bits, mask, values, kept):
     return kept
 
 
-#: Mask bytes per block of _prune_write: the block's 4096 elements are still in
-#: L1 / L2 when its kept values are moved.
+#: Mask bytes per block of _prune_write: the block's 65536 elements (256 / 512
+#: KiB) are still in L2 when its kept values are moved (measured on 2**24 float32:
+#: 8192 bytes 6.0 ms, 512 7.8 ms, 256 7.3 ms).
 _BLOCK_BYTES = 8192
 
 
@@ -745,8 +746,7 @@ def _unpack_write(mask, values, at, out):
         if base + _U64(8) <= n and at + _U64(8) <= room:
             for j in range(8):
                 bit = (byte >> _U64(j)) & _U1
-                v = values[at]
-                out[base + _U64(j)] = v if bit else 0
+                out[base + _U64(j)] = values[at] * bit
                 at += bit
         else:
             for j in range(min(8, n - base)):

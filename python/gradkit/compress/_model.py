@@ -2,7 +2,8 @@
 
 A recipe is a string of one or two steps joined by "+": at most one structural step
 and at most one value coding.
-    prune:S       magnitude pruning to sparsity S (0 <= S < 1), stored sparse
+    prune:S       magnitude pruning to sparsity S (0 <= S < 1) across all the
+                  compressed arrays at once (global), stored sparse
     prune:N:M     N:M pruning along the last axis (2:4)
     lowrank:E     truncated SVD keeping energy E of the squared singular values,
                   where the two factors are smaller than the array
@@ -34,8 +35,8 @@ from gradkit._table import text_table
 from gradkit.compress._arrays import (
     QUANT_RANGES,
     LowRankArray,
-    PrunedArray,
     _dense,
+    global_prune,
     low_rank,
     prune,
     quantize,
@@ -98,30 +99,36 @@ class Recipe:
                 )
         return cls(text, structure, values)
 
-    def apply(self, w: np.ndarray) -> Any:
-        """The compressed form of one weight array."""
+    def apply(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The compressed form of each weight array. Unstructured pruning is global:
+        one magnitude threshold across all the arrays, so layers with small
+        weights lose more (torch's global_unstructured; on an MLP it keeps far
+        more accuracy than pruning each layer to the same sparsity)."""
+        if self.structure is not None and self.structure[0] == "prune":
+            pruned = global_prune(arrays, self.structure[1])
+            return {
+                name: p if p.n_kept == 0 else p.with_values(self._code(p.values, False))
+                for name, p in pruned.items()
+            }
+        return {name: self._apply_one(w) for name, w in arrays.items()}
+
+    def _apply_one(self, w: np.ndarray) -> Any:
         if self.structure is None:
             return self._code(w, per_channel=True)
-        kind = self.structure[0]
-        if kind == "prune":
-            pruned = prune(w, self.structure[1])
-        elif kind == "n:m":
+        if self.structure[0] == "n:m":
             pruned = prune(w, None, "n:m", self.structure[1], self.structure[2])
-        else:
-            if w.ndim < 2 or min(w.shape[0], w.size // w.shape[0]) < 2:
-                return self._code(w, per_channel=True)  # a vector has no lower rank
-            factors = low_rank(w, energy=self.structure[1])
-            if factors.nbytes >= w.nbytes:  # the rank is too high to save anything
-                return self._code(w, per_channel=True)
-            return LowRankArray(
-                self._code(factors.left, per_channel=True),
-                self._code(factors.right, per_channel=True),
-                factors.shape,
-                factors.dtype,
-            )
-        if pruned.n_kept == 0:
-            return pruned
-        return pruned.with_values(self._code(pruned.values, per_channel=False))
+            return pruned.with_values(self._code(pruned.values, per_channel=False))
+        if w.ndim < 2 or min(w.shape[0], w.size // w.shape[0]) < 2:
+            return self._code(w, per_channel=True)  # a vector has no lower rank
+        factors = low_rank(w, energy=self.structure[1])
+        if factors.nbytes >= w.nbytes:  # the rank is too high to save anything
+            return self._code(w, per_channel=True)
+        return LowRankArray(
+            self._code(factors.left, per_channel=True),
+            self._code(factors.right, per_channel=True),
+            factors.shape,
+            factors.dtype,
+        )
 
     def _code(self, w: np.ndarray, per_channel: bool) -> Any:
         if self.values is None:
@@ -304,13 +311,14 @@ def _compress(
     arrays: dict[str, Any], template: Any | None, recipe: Recipe
 ) -> CompressedModel:
     estimator = template is not None
-    compressed = {
-        name: recipe.apply(np.asarray(a))
-        if not hasattr(a, "_tensors") and _is_target(name, np.asarray(a), estimator)
-        else a
+    targets = {
+        name: a
         for name, a in arrays.items()
+        if not hasattr(a, "_tensors") and _is_target(name, a, estimator)
     }
-    return CompressedModel(compressed, template, recipe.text)
+    compressed = recipe.apply(targets) if targets else {}
+    merged = {name: compressed.get(name, a) for name, a in arrays.items()}
+    return CompressedModel(merged, template, recipe.text)
 
 
 # --- the report ------------------------------------------------------------------
