@@ -58,7 +58,9 @@ TORCH_CASES = [
 def torch_quantized(w, dtype, qscheme, axis=None, reduce_range=False):
     tensor = torch.from_numpy(w)
     if axis is None:
-        observer = MinMaxObserver(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range)
+        observer = MinMaxObserver(
+            dtype=dtype, qscheme=qscheme, reduce_range=reduce_range
+        )
         observer(tensor)
         scale, zero_point = observer.calculate_qparams()
         return torch.quantize_per_tensor(tensor, float(scale), int(zero_point), dtype)
@@ -73,7 +75,9 @@ def torch_quantized(w, dtype, qscheme, axis=None, reduce_range=False):
 def with_ties(w, rng, fraction=0.3):
     """w with about `fraction` of its elements moved onto exact rounding ties
     (k + 0.5) * scale of its per-tensor int8 symmetric scale, inside its range."""
-    scale = np.float32(max(np.abs(w).max() / np.float32(127.5), np.finfo(np.float32).eps))
+    scale = np.float32(
+        max(np.abs(w).max() / np.float32(127.5), np.finfo(np.float32).eps)
+    )
     ties = ((rng.integers(-120, 120, w.shape) + 0.5) * scale).astype(np.float32)
     chosen = rng.random(w.shape) < fraction
     return np.clip(np.where(chosen, ties, w), w.min(), w.max()).astype(np.float32)
@@ -118,7 +122,9 @@ def test_quantize_equals_torch(backend, case, shape_seed, reduce_range):
                 ours.zero_point, theirs.q_per_channel_zero_points()
             )
         if not reduce_range:
-            np.testing.assert_array_equal(ours.dequantize(), theirs.dequantize().numpy())
+            np.testing.assert_array_equal(
+                ours.dequantize(), theirs.dequantize().numpy()
+            )
 
 
 @pytest.mark.parametrize("value", [0.0, 1.5, -3.0])
@@ -146,8 +152,12 @@ def test_symmetric_int8_uses_127_5(backend):
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int4"])
 @pytest.mark.parametrize("scheme", ["symmetric", "affine"])
 @pytest.mark.parametrize("granularity", ["tensor", "channel", "group"])
-@given(seed=st.integers(0, 2**32 - 1), shape=st.sampled_from([(8, 64), (3, 4, 32), (64,)]))
-def test_round_trip_within_half_a_step(backend, dtype, scheme, granularity, seed, shape):
+@given(
+    seed=st.integers(0, 2**32 - 1), shape=st.sampled_from([(8, 64), (3, 4, 32), (64,)])
+)
+def test_round_trip_within_half_a_step(
+    backend, dtype, scheme, granularity, seed, shape
+):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(shape) * rng.uniform(0.01, 100)
     q = quantize(w, dtype, scheme, granularity, group_size=16)
@@ -212,8 +222,11 @@ def test_clipping_calibrations(backend):
     # Without an outlier, no clipping beats min-max by much, and mse never loses.
     normal = rng.standard_normal((8, 512))
     assert np.all(
-        errors_of(normal, quantize(normal, "int4", granularity="channel", calibration="mse"))
-        <= errors_of(normal, quantize(normal, "int4", granularity="channel")) * (1 + 1e-6)
+        errors_of(
+            normal, quantize(normal, "int4", granularity="channel", calibration="mse")
+        )
+        <= errors_of(normal, quantize(normal, "int4", granularity="channel"))
+        * (1 + 1e-6)
     )
 
 
@@ -264,7 +277,9 @@ def test_prune_ties_go_in_index_order(backend, dtype):
 
 @pytest.mark.parametrize("structure, dim", [("row", 0), ("column", 1)])
 @given(seed=st.integers(0, 2**32 - 1), sparsity=st.floats(0, 0.99))
-def test_structured_prune_equals_torch_ln_structured(backend, structure, dim, seed, sparsity):
+def test_structured_prune_equals_torch_ln_structured(
+    backend, structure, dim, seed, sparsity
+):
     w = np.random.default_rng(seed).standard_normal((12, 9)).astype(np.float32)
     pruned = prune(w, sparsity, structure)
     np.testing.assert_array_equal(
@@ -279,7 +294,9 @@ def test_n_m_pruning_keeps_the_largest_of_each_group(backend):
     kept = pruned.kept_mask().reshape(-1, 4)
     assert np.all(kept.sum(axis=1) == 2)
     groups = np.abs(w).reshape(-1, 4)
-    assert np.all(groups[kept].reshape(-1, 2).min(1) >= groups[~kept].reshape(-1, 2).max(1))
+    assert np.all(
+        groups[kept].reshape(-1, 2).min(1) >= groups[~kept].reshape(-1, 2).max(1)
+    )
     assert pruned.sparsity == 0.5
 
 
@@ -324,7 +341,10 @@ def lloyd_1d(w, k):
     for _ in range(300):
         labels = np.abs(w[:, None] - centroids).argmin(axis=1)
         new = np.array(
-            [w[labels == j].mean() if np.any(labels == j) else centroids[j] for j in range(k)]
+            [
+                w[labels == j].mean() if np.any(labels == j) else centroids[j]
+                for j in range(k)
+            ]
         )
         if np.array_equal(new, centroids):
             break
@@ -337,7 +357,9 @@ def lloyd_1d(w, k):
 def test_share_weights_is_lloyd_from_linear_init(bits, seed):
     w = np.random.default_rng(seed).standard_normal(2000)
     shared = share_weights(w, bits)
-    np.testing.assert_allclose(np.sort(shared.codebook), lloyd_1d(w, 2**bits), rtol=1e-9)
+    np.testing.assert_allclose(
+        np.sort(shared.codebook), lloyd_1d(w, 2**bits), rtol=1e-9
+    )
     dense = shared.to_dense()
     # Every element sits on its nearest centroid.
     nearest = shared.codebook[np.abs(w[:, None] - shared.codebook).argmin(1)]
@@ -409,9 +431,15 @@ def test_backends_agree():
         (lambda w: quantize(w, scheme="asym"), "scheme must be one of"),
         (lambda w: quantize(w, granularity="row"), "granularity must be one of"),
         (lambda w: quantize(w, calibration="kl"), "calibration must be one of"),
-        (lambda w: quantize(w, granularity="group", group_size=7), "group_size=7 does not divide"),
+        (
+            lambda w: quantize(w, granularity="group", group_size=7),
+            "group_size=7 does not divide",
+        ),
         (lambda w: quantize(w, axis=2), "axis=2 is out of range"),
-        (lambda w: quantize(w, calibration="percentile", percentile=20), "percentile must be"),
+        (
+            lambda w: quantize(w, calibration="percentile", percentile=20),
+            "percentile must be",
+        ),
         (lambda w: prune(w, 1.0), r"sparsity must be in \[0, 1\)"),
         (lambda w: prune(w, -0.1), r"sparsity must be in \[0, 1\)"),
         (lambda w: prune(w, "half"), "sparsity must be a number"),
@@ -438,6 +466,8 @@ def test_bad_input_names_the_argument(backend, call, message):
 def test_compressed_forms_are_frozen_records():
     w = np.ones((2, 4), np.float32)
     for form in (quantize(w), prune(w, 0.5), share_weights(w, 2), low_rank(w)):
-        assert isinstance(form, (QuantizedArray, PrunedArray, SharedArray, LowRankArray))
+        assert isinstance(
+            form, (QuantizedArray, PrunedArray, SharedArray, LowRankArray)
+        )
         with pytest.raises(AttributeError):
             form.shape = (8,)

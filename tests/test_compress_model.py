@@ -88,7 +88,9 @@ def test_mlp_search_keeps_the_drop_within_the_bound(backend, mlp, max_drop):
     assert set(statuses[chosen + 1 :]) <= {"not needed"}
     assert report.bytes_after == len(gradkit._serialize.to_bytes(compressed))
     # Biases stay exact; weight matrices are compressed.
-    np.testing.assert_array_equal(compressed.arrays["layer0.bias"], state["layer0.bias"])
+    np.testing.assert_array_equal(
+        compressed.arrays["layer0.bias"], state["layer0.bias"]
+    )
     assert not isinstance(compressed.arrays["layer0.weight"], np.ndarray)
 
 
@@ -250,20 +252,56 @@ def test_unstorable_models_are_refused(logistic, tmp_path):
     "call, error, message",
     [
         (lambda m, X, y: compress_model(m, "int2"), ValueError, "unknown step 'int2'"),
-        (lambda m, X, y: compress_model(m, "int8+share:4"), ValueError, "codes the values twice"),
-        (lambda m, X, y: compress_model(m, "prune:0.5+lowrank:0.9"), ValueError, "two structural"),
+        (
+            lambda m, X, y: compress_model(m, "int8+share:4"),
+            ValueError,
+            "codes the values twice",
+        ),
+        (
+            lambda m, X, y: compress_model(m, "prune:0.5+lowrank:0.9"),
+            ValueError,
+            "two structural",
+        ),
         (lambda m, X, y: compress_model(m, "prune:1.5"), ValueError, "0 <= S < 1"),
         (lambda m, X, y: compress_model(m, "share:9"), ValueError, "1 <= B <= 8"),
-        (lambda m, X, y: compress_model(m, ["int8", "int4"]), ValueError, "only with max_drop"),
-        (lambda m, X, y: compress_model(m, None, max_drop=0.1), ValueError, "pass X_val and y_val"),
-        (lambda m, X, y: compress_model(m, None, X, y, max_drop=-1), ValueError, "max_drop must be"),
-        (lambda m, X, y: compress_model(m, "int8", X, y, metric=3), ValueError, "metric must be"),
-        (lambda m, X, y: compress_model({"w": np.ones((2, 2))}, None, max_drop=0.1), ValueError, "needs metric"),
-        (lambda m, X, y: compress_model(LogisticRegression(), "int8"), Exception, "not fitted"),
+        (
+            lambda m, X, y: compress_model(m, ["int8", "int4"]),
+            ValueError,
+            "only with max_drop",
+        ),
+        (
+            lambda m, X, y: compress_model(m, None, max_drop=0.1),
+            ValueError,
+            "pass X_val and y_val",
+        ),
+        (
+            lambda m, X, y: compress_model(m, None, X, y, max_drop=-1),
+            ValueError,
+            "max_drop must be",
+        ),
+        (
+            lambda m, X, y: compress_model(m, "int8", X, y, metric=3),
+            ValueError,
+            "metric must be",
+        ),
+        (
+            lambda m, X, y: compress_model({"w": np.ones((2, 2))}, None, max_drop=0.1),
+            ValueError,
+            "needs metric",
+        ),
+        (
+            lambda m, X, y: compress_model(LogisticRegression(), "int8"),
+            Exception,
+            "not fitted",
+        ),
         (lambda m, X, y: compress_model({}, "int8"), ValueError, "empty dict"),
-        (lambda m, X, y: compress_model(compress_model(m, "int8"), "int8"), TypeError, "already compressed"),
+        (
+            lambda m, X, y: compress_model(compress_model(m, "int8"), "int8"),
+            TypeError,
+            "already compressed",
+        ),
     ],
-)  # fmt: skip
+)
 def test_compress_model_bad_input(logistic, call, error, message):
     model, X, y = logistic
     with pytest.raises(error, match=message):

@@ -2,7 +2,7 @@
 
 Compiled code hides nothing here, but a kernel that only works when numba compiles
 it (or whose pure-Python reading is wrong) would still pass the other tests; this
-runs every kernel of gradkit._numba.metrics and gradkit._numba.linear as plain
+runs every kernel of gradkit._numba.metrics, .linear and .compress as plain
 Python, in a subprocess, and checks it against the C++ twin on the same small inputs.
 """
 
@@ -128,11 +128,79 @@ same((total, g, gi), (total0, g0, gi0))
 print("ok")
 """
 
+# The compress kernels agree bit for bit; 5003 elements so that the radix select
+# takes its second counting pass (fewer than 4096 candidates are gathered at once).
+COMPRESS_SCRIPT = r"""
+import numpy as np
+import numba
+from gradkit._core import compress as cpp_compress
+from gradkit._numba import compress as nb_compress
+assert numba.config.DISABLE_JIT
+rng = np.random.default_rng(0)
 
-def test_numba_kernels_run_uncompiled_and_agree_with_cpp():
+def same_bits(a, b):
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for p, q in zip(a, b):
+            same_bits(p, q)
+    elif isinstance(a, (int, float)):
+        assert type(a) is type(b) and a == b, (a, b)
+    else:
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+x = rng.standard_normal((6, 37)).astype(np.float32)
+x[1] = 0.0           # a zero row
+x[2] = 0.75          # a constant row
+x[3, ::3] = 0.5      # ties of the rounding
+lo_nb, hi_nb = nb_compress.row_minmax(x, 1)
+lo_c, hi_c = cpp_compress.row_minmax(x, 1)
+assert np.array_equal(lo_nb, lo_c) and np.array_equal(hi_nb, hi_c)
+for qmin, qmax, symmetric in ((-128, 127, True), (0, 255, False), (-8, 7, False)):
+    for fma_rounding in (False, True):
+        for lo, hi in ((None, None), (lo_c, hi_c)):
+            results = []
+            for m in (nb_compress, cpp_compress):
+                out = np.empty(x.shape, np.int8 if qmin < 0 else np.uint8)
+                scale, zp = m.quantize_rows(x, lo, hi, qmin, qmax, symmetric,
+                                            fma_rounding, out, 1)
+                back = np.empty(x.shape, np.float32)
+                m.dequantize_rows(out, scale, zp, back, 1)
+                results.append((out, scale, zp, back))
+            same_bits(*results)
+# 5000 elements: above the 4096 candidates that are gathered at once, so the zeros
+# take the second counting pass too.
+for dtype in (np.float32, np.float64):
+    w = rng.standard_normal(5003).astype(dtype)
+    w[rng.random(w.size) < 0.9] = 0.0
+    w[:20] = -0.0
+    w[20:40] = 0.25
+    for k in (1, 100, 4600, 4700, w.size):
+        t_nb = nb_compress.magnitude_threshold(w, k, 1)
+        same_bits(t_nb, cpp_compress.magnitude_threshold(w, k, 1))
+        for ties in (0, t_nb[1], t_nb[1] + 3):
+            p_nb = nb_compress.prune_mask(w, t_nb[0], ties, 1)
+            same_bits(p_nb, cpp_compress.prune_mask(w, t_nb[0], ties, 1))
+            o_nb = np.empty_like(w); o_c = np.empty_like(w)
+            nb_compress.unpack_mask(p_nb[0], p_nb[1], o_nb, 1)
+            cpp_compress.unpack_mask(p_nb[0], p_nb[1], o_c, 1)
+            same_bits(o_nb, o_c)
+print("ok")
+"""
+
+
+def run_uncompiled(script):
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
+
+
+def test_numba_kernels_run_uncompiled_and_agree_with_cpp():
+    run_uncompiled(SCRIPT)
+
+
+def test_numba_compress_kernels_run_uncompiled_and_agree_with_cpp():
+    run_uncompiled(COMPRESS_SCRIPT)

@@ -73,7 +73,11 @@ def _to_json(value: Any, where: str) -> Any:
         if all(isinstance(k, str) for k in value):
             return {k: _to_json(v, f"{where}[{k!r}]") for k, v in value.items()}
         # e.g. class_weight={0: 1.0, 1: 3.0}: JSON keys are strings, keep the pairs.
-        return {"__items__": [[_to_json(k, where), _to_json(v, where)] for k, v in value.items()]}
+        return {
+            "__items__": [
+                [_to_json(k, where), _to_json(v, where)] for k, v in value.items()
+            ]
+        }
     raise TypeError(
         f"{where} = {value!r} cannot be stored without pickle (it is a "
         f"{type(value).__name__}); gradkit files hold numbers, strings, lists and "
@@ -120,7 +124,9 @@ def _encode_estimator(
         if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             tensors[f"estimator/{name}"] = np.ascontiguousarray(value)
             attributes[name] = {"tensor": f"estimator/{name}"}
-        elif isinstance(value, np.ndarray) and all(isinstance(v, str) for v in value.flat):
+        elif isinstance(value, np.ndarray) and all(
+            isinstance(v, str) for v in value.flat
+        ):
             attributes[name] = {"strings": value.tolist(), "dtype": value.dtype.str}
         else:
             attributes[name] = {"value": _to_json(value, where)}
@@ -141,7 +147,9 @@ def _decode_estimator(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> A
             value: Any = tensors[stored["tensor"]]
         elif "strings" in stored:
             dtype = np.dtype(stored["dtype"])
-            value = np.array(stored["strings"], dtype=dtype if dtype.kind == "U" else object)
+            value = np.array(
+                stored["strings"], dtype=dtype if dtype.kind == "U" else object
+            )
         else:
             value = _from_json(stored["value"])
         setattr(estimator, name, value)
@@ -151,7 +159,7 @@ def _decode_estimator(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> A
 # --- arrays, dense or compressed -------------------------------------------------
 
 
-def _part_types() -> dict[str, type]:
+def _part_types() -> dict[str, Any]:
     from gradkit.compress._arrays import (
         LowRankArray,
         PrunedArray,
@@ -227,7 +235,10 @@ def encode(model: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             for name, a in check_arrays(model).items()
         }
         return tensors, {"kind": "arrays", "arrays": arrays}
-    return tensors, {"kind": "estimator", "estimator": _encode_estimator(model, tensors)}
+    return tensors, {
+        "kind": "estimator",
+        "estimator": _encode_estimator(model, tensors),
+    }
 
 
 def decode(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> Any:
@@ -263,7 +274,9 @@ def from_bytes(data: bytes) -> Any:
         try:
             data = lzma.decompress(data)
         except lzma.LZMAError as exc:
-            raise ValueError(f"not a gradkit file: a damaged xz stream ({exc}).") from None
+            raise ValueError(
+                f"not a gradkit file: a damaged xz stream ({exc})."
+            ) from None
     try:
         tensors = safetensors.numpy.load(data)
     except Exception as exc:  # safetensors raises its own SafetensorError

@@ -375,7 +375,9 @@ def weight_array(w: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} is empty; there is nothing to compress.")
     dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
     array = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("="))
-    if not _config.kernels("metrics").all_finite(array.reshape(-1), _config.n_threads()):
+    if not _config.kernels("metrics").all_finite(
+        array.reshape(-1), _config.n_threads()
+    ):
         raise ValueError(
             f"{name} contains NaN or infinity; compress only a model whose weights "
             "are finite (check its training)."

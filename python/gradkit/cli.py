@@ -228,7 +228,9 @@ def _compress(args: argparse.Namespace) -> int:
     report = compressed.report
     assert report is not None
     if args.json:
-        print(json.dumps(report.to_dict() | {"output": output, "bytes_written": written}))
+        print(
+            json.dumps(report.to_dict() | {"output": output, "bytes_written": written})
+        )
     else:
         print(report)
         print(f"wrote {output} ({written:,} bytes, {report.ratio:.1f}x smaller)")

@@ -6,39 +6,45 @@ positions; nothing is summed in floating point. So the two backends agree bit fo
 bit with no common summation order to keep, and no result depends on the thread
 count or on how the work is cut.
 
-Work over n elements runs on t = min(n_threads, max(1, n // 2**16)) threads (counted
-in elements, so a 4096 x 4096 matrix splits its 4096 rows across 2 threads), cut as
-in _parallel.py; one chunk runs serially, without a parallel launch.
+Work over n elements runs on t = min(n_threads, max(1, n // 2**16)) threads, n
+counted in elements, not rows (on two threads a 4096 x 4096 matrix splits its
+rows in two), cut as in _parallel.py; one chunk runs serially, without a
+parallel launch.
 
 Quantization is float32 throughout, as torch computes it, and no literal meets an
 array value (numba would promote float32 arithmetic with a Python literal to
 float64): the constants are np.float32 scalars made by the wrappers. The per
-channel rounding, rne(float32(float32(x * inv) + z)), must not be fused, so nothing
-here is compiled with contraction allowed; the per tensor one is a real fma
-(optim._fma, llvm.fma). Only the min / max scan carries fast-math flags, and only
-nnan and nsz: x is finite and which zero comes out is unspecified, and with them
-LLVM vectorises the reduction (each element is still compared, not computed with).
+channel rounding, rne(float32(float32(x * inv) + z)), must not be fused, and
+nothing here is compiled with fastmath, which would let LLVM contract it; the per
+tensor one is a real fma (optim._fma, llvm.fma). The only fast-math flags are
+nnan and nsz on the min / max calls of the range scan (llvm.minnum / maxnum, see
+_minmax_intrinsic): x is finite and which zero comes out is unspecified, and with
+them LLVM vectorises the reduction. A dequantized value is float32(q - zero_point)
+with the difference in int64, exact for any int32 zero point, times the scale.
 
 When quantize_rows takes the ranges from the data, each row is scanned for its
 min and max and quantized right after, while it is still in cache; parallel over
-whole rows. With fewer rows than threads (per tensor: one row) the ranges come from
-row_minmax first, which then splits the rows themselves, and the quantization is
+whole rows. With fewer rows than chunks (per tensor: one row) the ranges come from
+row_minmax first, which then cuts the rows themselves, and the quantization is
 parallel over elements.
 
 magnitude_threshold is a radix select on the bit patterns of |x| (sign bit
-cleared: for finite non-negative floats the unsigned order of the bits is the
-float order, and equal values have equal bits, -0.0 included). One parallel pass
-counts the top 16 bits per chunk; the merged counts name the bucket holding the
-k-th smallest; a second parallel pass gathers that bucket, where the next 16 bits
-are counted, and so on, serially, until every bit is decided. No sort, no
-comparison-based selection, and ties (an all-zero x is one bucket) cost a count.
+cleared: for finite non-negative floats the unsigned order of the patterns is the
+float order, and equal values have equal patterns, -0.0 included). A parallel pass
+counts the top 16 bits per chunk; the merged counts name the digit holding the
+k-th smallest; its candidates are either gathered, when few, and finished serially
+(16 bits at a time, only over the bits where they differ), or counted by another
+parallel pass on their next 16 bits. No sort, no comparison-based selection, and
+ties cost nothing more than a count.
 
-prune_mask cuts x into chunks of whole mask bytes (multiples of 8 elements), so no
-two threads write one byte: a first pass counts each chunk's kept elements and its
-ties (|x| == threshold, compared in float64), prefix sums give each chunk its
-offset in `values` and how many of the ties still to prune fall in it, and a second
-pass writes the bytes and the kept values. unpack_mask counts set bits per chunk,
-then writes. Outputs are allocated by the wrappers with numpy.
+prune_mask and unpack_mask cut x into chunks of whole mask bytes (multiples of 8
+elements), so that no two threads write one byte. prune_mask counts, per chunk,
+the elements above the threshold and those equal to it (a first parallel pass);
+prefix sums give each chunk its offset in `values` and how many of the first
+`ties` ties fall in it; a second pass writes the bytes and the kept values.
+unpack_mask counts the set bits per chunk, then writes. Both compare and move bit
+patterns (see the section's comment). Outputs are allocated by the wrappers with
+numpy, which asks for huge pages, rather than inside the kernels.
 """
 
 from __future__ import annotations
@@ -68,19 +74,17 @@ _EPS = np.float32(np.finfo(np.float32).eps)
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 
-#: Bits decided per pass of the radix select: 2**16 counters (512 KiB of int64)
-#: stay in a core's L2 cache.
+#: Bits decided per pass of the radix select: a chunk's 2**16 counters (four
+#: uint32 histograms and their int64 sum, 1.5 MiB) stay in a core's L2 cache.
 _DIGIT_BITS = 16
 _BUCKETS = 1 << _DIGIT_BITS
 _DIGIT_BITS_U = _U64(_DIGIT_BITS)
 _U0 = _U64(0)
 _U1 = _U64(1)
+_U8_1 = np.uint8(1)
 #: The magnitude bits of float32 / float64 patterns (the sign bit cleared).
 _MAGNITUDE32 = _U64(0x7FFFFFFF)
 _MAGNITUDE64 = _U64(0x7FFFFFFFFFFFFFFF)
-#: Shift of the first digit: bits 30..15 of a float32, 62..47 of a float64.
-_TOP_SHIFT32 = _U64(31 - _DIGIT_BITS)
-_TOP_SHIFT64 = _U64(63 - _DIGIT_BITS)
 
 #: Set bits of every byte value.
 _POPCOUNT = np.array([bin(b).count("1") for b in range(256)], np.int64)
@@ -386,52 +390,94 @@ def dequantize_rows(q, scale, zero_point, out, n_threads):
 
 # --------------------------------------------------------------------------------
 # magnitude_threshold
+#
+# The candidates are the magnitudes whose bits from `shift` up are `prefix`; at
+# first all of them (shift = the pattern's width less the sign bit, prefix 0).
+# Each pass over x counts the next 16-bit digit of the candidates (in parallel,
+# per chunk), and the digit holding the k-th smallest extends the prefix. Once
+# the candidates are few (at most n / 64, or 4096: one top digit of continuous
+# data holds far fewer), they are gathered and finished serially instead, without
+# another pass over x. A float32 is decided by two passes at most, a float64 by
+# four (many ties: a pruned model's zeros).
+
+#: The digits of a chunk are counted into this many histograms of uint32, element
+#: i into histogram i % 4: when many magnitudes share a digit (a pruned model's
+#: zeros), one histogram would chain each increment of the shared counter behind
+#: the last through memory (2**24 float32, half of them zeros: 13.9 ms with one
+#: histogram, 7.2 ms with two, 5.1 ms with four; 4.0 ms on continuous data).
+_SUB_HISTOGRAMS = 4
+#: Elements counted between two folds of the uint32 histograms into int64 counts,
+#: so that no uint32 counter can wrap (each sees at most a quarter of them).
+_FOLD_EVERY = 1 << 32
+#: Candidates are gathered once at most max(n >> _GATHER_SHIFT, _GATHER_MIN) are
+#: left: then a pass over them costs little next to one over x.
+_GATHER_SHIFT = 6
+_GATHER_MIN = 1 << 12
 
 
 @njit(inline="always")
-def _magnitude_layout(bits):
-    """(magnitude mask, shift of the top digit) of float32 / float64 patterns;
-    bits.itemsize is a compile-time constant of the array type."""
-    if bits.itemsize == 8:
-        return _MAGNITUDE64, _TOP_SHIFT64
-    return _MAGNITUDE32, _TOP_SHIFT32
+def _magnitude_mask(bits):
+    """The magnitude bits of float32 / float64 patterns; bits.itemsize is a
+    compile-time constant of the array type."""
+    return _MAGNITUDE64 if bits.itemsize == 8 else _MAGNITUDE32
 
 
 @kernel
-def _top_digit_counts(bits, counts):
-    """Add the top digit of every |x| of one chunk (its slice of bits) to counts."""
-    mask, shift = _magnitude_layout(bits)
-    for i in range(bits.size):
-        counts[(_U64(bits[i]) & mask) >> shift] += 1
+def _digit_counts(bits, prefix, shift, low, sub, counts):
+    """Add the digit (bits low .. shift - 1) of each candidate of one chunk (its
+    slice of bits) to counts, through the zeroed histograms sub
+    (_SUB_HISTOGRAMS, _BUCKETS), left zeroed. Others add 0, without a branch."""
+    mask = _magnitude_mask(bits)
+    digit_mask = (_U1 << (shift - low)) - _U1
+    for start in range(0, bits.size, _FOLD_EVERY):
+        block = bits[start : start + _FOLD_EVERY]
+        n = block.size
+        grouped = n - n % _SUB_HISTOGRAMS
+        if (mask >> shift) == _U0:  # the first pass: every magnitude is one
+            for i in range(0, grouped, _SUB_HISTOGRAMS):
+                for s in range(_SUB_HISTOGRAMS):
+                    sub[s, (_U64(block[i + s]) & mask) >> low] += 1
+        else:
+            for i in range(0, grouped, _SUB_HISTOGRAMS):
+                for s in range(_SUB_HISTOGRAMS):
+                    m = _U64(block[i + s]) & mask
+                    sub[s, (m >> low) & digit_mask] += (m >> shift) == prefix
+        for i in range(grouped, n):
+            m = _U64(block[i]) & mask
+            sub[0, (m >> low) & digit_mask] += (m >> shift) == prefix
+        for s in range(_SUB_HISTOGRAMS):
+            for d in range(_BUCKETS):
+                counts[d] += np.int64(sub[s, d])
+                sub[s, d] = 0
 
 
 @parallel_kernel
-def _top_digit_counts_parallel(bits, counts, t):
+def _digit_counts_parallel(bits, prefix, shift, low, sub, counts, t):
     n = bits.size
     for c in prange(t):
         start, stop = chunk_bounds(c, t, n)
-        _top_digit_counts(bits[start:stop], counts[c])
+        _digit_counts(bits[start:stop], prefix, shift, low, sub[c], counts[c])
 
 
 @kernel
-def _gather_bucket(bits, bucket, into):
-    """Write the magnitudes of one chunk whose top digit is `bucket` into `into`
-    (exactly as many slots as there are)."""
-    mask, shift = _magnitude_layout(bits)
+def _gather(bits, prefix, shift, into):
+    """Write the candidates' magnitudes of one chunk into `into` (exactly as many
+    slots). A branch per element: they are few, so it is mostly not taken."""
+    mask = _magnitude_mask(bits)
     at = 0
     for i in range(bits.size):
         m = _U64(bits[i]) & mask
-        if m >> shift == bucket:
+        if (m >> shift) == prefix:
             into[at] = m
             at += 1
 
 
 @parallel_kernel
-def _gather_bucket_parallel(bits, bucket, offsets, into, t):
+def _gather_parallel(bits, prefix, shift, offsets, into, t):
     n = bits.size
     for c in prange(t):
         start, stop = chunk_bounds(c, t, n)
-        _gather_bucket(bits[start:stop], bucket, into[offsets[c] : offsets[c + 1]])
+        _gather(bits[start:stop], prefix, shift, into[offsets[c] : offsets[c + 1]])
 
 
 @kernel
@@ -440,35 +486,45 @@ def _digit_of_rank(counts, k):
     values, and how many were counted in digits below d."""
     below = 0
     d = 0
-    while below + counts[d] < k:
+    last = counts.size - 1  # only reached when k is out of range: no read past it
+    while d < last and below + counts[d] < k:
         below += counts[d]
         d += 1
     return d, below
 
 
 @kernel
-def _select_in_bucket(values, k, shift):
-    """(v, below): v the k-th smallest (1-based) of values, which agree on every
-    bit from `shift` up, and `below` how many are smaller than v. Decides the low
-    bits digit by digit, keeping the candidates in place at the front of values."""
-    counts = np.empty(_BUCKETS, np.int64)
+def _select(values, k):
+    """(v, below): v the k-th smallest (1-based) of the magnitude bits in values,
+    `below` how many are smaller than v. Only the bits where values differ are
+    decided, digit by digit from the highest, keeping the candidates in place at
+    the front of values; when they are all equal (ties), nothing is counted."""
     m = values.size
+    if m == 0:  # only when k is out of range: nothing to read
+        return _U0, 0
+    first = _U64(values[0])
+    diff = _U0
+    for i in range(m):
+        diff |= _U64(values[i]) ^ first
+    shift = _U0
+    while diff >> shift:
+        shift += _U1
+    counts = np.empty(_BUCKETS if shift > _U0 else 0, np.int64)
     below = 0
     while shift > _U0:
         low = shift - _DIGIT_BITS_U if shift > _DIGIT_BITS_U else _U0
         digit_mask = (_U1 << (shift - low)) - _U1
         counts[:] = 0
         for i in range(m):
-            counts[(values[i] >> low) & digit_mask] += 1
+            counts[(_U64(values[i]) >> low) & digit_mask] += 1
         d, smaller = _digit_of_rank(counts, k)
-        d = _U64(d)
         k -= smaller
         below += smaller
-        if counts[d] < m:  # keep the candidates only (all of them: nothing to do)
+        if counts[d] < m:  # keep the candidates only
             kept = 0
             for i in range(m):
                 v = values[i]
-                if (v >> low) & digit_mask == d:
+                if (_U64(v) >> low) & digit_mask == _U64(d):
                     values[kept] = v
                     kept += 1
             m = kept
@@ -476,28 +532,47 @@ def _select_in_bucket(values, k, shift):
     return values[0], below
 
 
+def _count_digits(bits, prefix, shift, low, sub, t):
+    """Per chunk (t, _BUCKETS) counts of the candidates' digits low .. shift - 1."""
+    counts = np.zeros((t, _BUCKETS), np.int64)
+    prefix, shift, low = _U64(prefix), _U64(shift), _U64(low)
+    if t == 1:
+        _digit_counts(bits, prefix, shift, low, sub[0], counts[0])
+    else:
+        _digit_counts_parallel(bits, prefix, shift, low, sub, counts, t)
+    return counts
+
+
 def magnitude_threshold(x, k, n_threads):
     n = x.size
     k = int(k)
     bits = x.view(np.uint64 if x.dtype.itemsize == 8 else np.uint32)
     t = n_chunks(n, n_threads)
-    counts = np.zeros((t, _BUCKETS), np.int64)
-    if t == 1:
-        _top_digit_counts(bits, counts[0])
-    else:
-        _top_digit_counts_parallel(bits, counts, t)
-    bucket, below = _digit_of_rank(counts.sum(axis=0), k)
-    offsets = np.zeros(t + 1, np.int64)
-    np.cumsum(counts[:, bucket], out=offsets[1:])
-    candidates = np.empty(int(offsets[t]), np.uint64)
-    if t == 1:
-        _gather_bucket(bits, _U64(bucket), candidates)
-    else:
-        _gather_bucket_parallel(bits, _U64(bucket), offsets, candidates, t)
-    shift = _TOP_SHIFT64 if x.dtype.itemsize == 8 else _TOP_SHIFT32
-    value, smaller = _select_in_bucket(candidates, k - int(below), shift)
-    threshold = np.array([value], np.uint64).astype(bits.dtype).view(x.dtype)[0]
-    return float(threshold), k - int(below) - int(smaller)
+    sub = np.zeros((t, _SUB_HISTOGRAMS, _BUCKETS), np.uint32)
+    few = max(n >> _GATHER_SHIFT, _GATHER_MIN)
+    prefix, shift = 0, 8 * x.dtype.itemsize - 1  # every magnitude: no bit decided
+    below = 0  # how many magnitudes are known to be smaller than the threshold
+    while shift > 0:
+        low = max(0, shift - _DIGIT_BITS)
+        counts = _count_digits(bits, prefix, shift, low, sub, t)
+        digit, smaller = _digit_of_rank(counts.sum(axis=0), k - below)
+        below += int(smaller)
+        prefix, shift = (prefix << (shift - low)) | int(digit), low
+        per_chunk = counts[:, digit]
+        if shift > 0 and int(per_chunk.sum()) <= few:
+            offsets = np.concatenate(([0], np.cumsum(per_chunk)))
+            candidates = np.empty(int(offsets[t]), bits.dtype)
+            if t == 1:
+                _gather(bits, _U64(prefix), _U64(shift), candidates)
+            else:
+                _gather_parallel(
+                    bits, _U64(prefix), _U64(shift), offsets, candidates, t
+                )
+            prefix, smaller = _select(candidates, k - below)
+            below += int(smaller)
+            break
+    threshold = np.array([prefix], bits.dtype).view(x.dtype)[0]
+    return float(threshold), k - below
 
 
 # --------------------------------------------------------------------------------
@@ -527,6 +602,7 @@ def _threshold_bounds(threshold, dtype):
     """(magnitude mask, above, equal) as unsigned scalars of x's width, such that
     for the magnitude bits m of an element (its pattern & mask), compared in
     float64, |x| > threshold iff m >= above and |x| == threshold iff m == equal.
+    A NaN threshold prunes nothing (no |x| < NaN): every m is above it.
 
     Non-negative floats order as their patterns. A threshold that x's dtype holds
     exactly is its own bound; a float32 x is otherwise above it from the next
@@ -535,12 +611,8 @@ def _threshold_bounds(threshold, dtype):
     uint = np.uint64 if dtype.itemsize == 8 else np.uint32
     real = dtype.type
     never = uint(np.iinfo(uint).max)
-    if not threshold >= 0.0:  # NaN: nothing compares; negative: all above
-        return (
-            _magnitude_bits(uint),
-            never if threshold != threshold else uint(0),
-            never,
-        )
+    if not threshold >= 0.0:  # negative, or NaN: no |x| is below it, all are kept
+        return _magnitude_bits(uint), uint(0), never
     with np.errstate(over="ignore"):  # beyond float32: inf
         near = real(threshold)
     if float(near) == threshold:  # -0.0 included, as 0.0
@@ -568,10 +640,28 @@ def _prune_counts(bits, magnitude, above_from, equal_to):
 
 
 @kernel
-def _mask_bytes(bits, magnitude, above_from, equal_to, mask):
+def _mask_bytes(bits, magnitude, above_from, equal_to, mask, flags):
     """Whole mask bytes: bit j of mask[b] set when |x[8 b + j]| >= threshold.
-    Returns the OR of the bytes' ties (nonzero when there is a tie)."""
+    Returns the OR of the bytes' ties (nonzero when there is a tie).
+
+    LLVM vectorises the byte loop over uint32 patterns, not over uint64 ones
+    (2**24 float64: 18.5 ms): those are first compared into one flag byte per
+    element (bit 0 above, bit 1 equal) in flags, then packed (5.6 ms)."""
     any_equal = 0
+    if bits.itemsize == 8:
+        for i in range(bits.size):
+            m = bits[i] & magnitude
+            flags[i] = np.uint8(m >= above_from) | (np.uint8(m == equal_to) << _U8_1)
+        for b in range(mask.size):
+            above = 0
+            equal = 0
+            for j in range(8):
+                f = flags[8 * b + j]
+                above |= np.int32(f & _U8_1) << j
+                equal |= np.int32(f >> _U8_1) << j
+            mask[b] = above | equal
+            any_equal |= equal
+        return any_equal
     for b in range(mask.size):
         above = 0
         equal = 0
@@ -606,7 +696,12 @@ def _prune_first_ties(bits, magnitude, equal_to, prune_ties, mask):
         equal = 0
         for j in range(min(8, bits.size - 8 * b)):
             equal |= np.int64((bits[8 * b + j] & magnitude) == equal_to) << j
-        while prune_ties > 0 and equal != 0:
+        ties = _POPCOUNT[equal]
+        if ties <= prune_ties:  # all of them
+            mask[b] = mask[b] ^ equal
+            prune_ties -= ties
+            continue
+        while prune_ties > 0:  # the first ones
             first = equal & -equal
             mask[b] = mask[b] ^ first
             equal ^= first
@@ -629,7 +724,7 @@ def _move_kept(bits, mask, values, kept):
                 values[kept] = bits[base + _U64(j)]
                 kept += (byte >> _U64(j)) & _U1
         else:
-            for j in range(min(8, n - base)):
+            for j in range(min(_U64(8), n - base)):
                 if (byte >> _U64(j)) & _U1:
                     values[kept] = bits[base + _U64(j)]
                     kept += _U1
@@ -651,12 +746,13 @@ def _prune_write(bits, magnitude, above_from, equal_to, prune_ties, mask, values
     n = bits.size
     full = n // 8
     kept = 0
+    flags = np.empty(8 * _BLOCK_BYTES if bits.itemsize == 8 else 0, np.uint8)
     for start in range(0, mask.size, _BLOCK_BYTES):
         stop = min(mask.size, start + _BLOCK_BYTES)
         whole = min(stop, full)
         any_equal = _mask_bytes(
             bits[8 * start : 8 * whole], magnitude, above_from, equal_to,
-            mask[start:whole],
+            mask[start:whole], flags,
         )  # fmt: skip
         if whole < stop:
             mask[whole], equal = _last_byte(
@@ -749,7 +845,7 @@ def _unpack_write(mask, values, at, out):
                 out[base + _U64(j)] = values[at] * bit
                 at += bit
         else:
-            for j in range(min(8, n - base)):
+            for j in range(min(_U64(8), n - base)):
                 if (byte >> _U64(j)) & _U1:
                     out[base + _U64(j)] = values[at]
                     at += _U1

@@ -68,9 +68,10 @@ def _positive_int(value: Any, name: str) -> int:
 def _normalize_axis(axis: Any, ndim: int) -> int:
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise ValueError(f"axis must be an int, got {axis!r}.")
-    if not -max(ndim, 1) <= axis < max(ndim, 1):
+    axis, dims = int(axis), max(ndim, 1)
+    if not -dims <= axis < dims:
         raise ValueError(f"axis={axis} is out of range for an array of {ndim} dims.")
-    return int(axis) % max(ndim, 1)
+    return axis % dims
 
 
 def _channels_first(x: np.ndarray, axis: int) -> np.ndarray:
@@ -105,7 +106,9 @@ def _to_rows(x: np.ndarray, granularity: str, axis: int, group_size: int) -> np.
     return rows.reshape(-1, group_size) if granularity == "group" else rows
 
 
-def _from_rows(rows: np.ndarray, shape: tuple, granularity: str, axis: int) -> np.ndarray:
+def _from_rows(
+    rows: np.ndarray, shape: tuple, granularity: str, axis: int
+) -> np.ndarray:
     if not _channel_major(shape, granularity):
         return rows.reshape(shape)
     return _channels_restored(rows, shape, axis)
@@ -210,7 +213,11 @@ class QuantizedArray:
             "axis": self.axis,
             "group_size": self.group_size,
         }
-        tensors = {"data": self.data, "scale": self.scale, "zero_point": self.zero_point}
+        tensors = {
+            "data": self.data,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+        }
         return tensors, meta
 
     @classmethod
@@ -308,9 +315,11 @@ def quantize(
 
     if calibration == "minmax":
         # Per channel and group the kernel takes each row's range in the same pass.
-        scale, zero_point = run(*kernels.row_minmax(rows, n_threads)) if (
-            granularity == "tensor"
-        ) else run(None, None)
+        scale, zero_point = (
+            run(*kernels.row_minmax(rows, n_threads))
+            if (granularity == "tensor")
+            else run(None, None)
+        )
     elif calibration == "percentile":
         lo = np.percentile(rows, 100.0 - percentile, axis=1).astype(np.float32)
         hi = np.percentile(rows, percentile, axis=1).astype(np.float32)
@@ -386,7 +395,9 @@ class PrunedArray:
     storage: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "storage", "bitmask" if self.mask is not None else "csr")
+        object.__setattr__(
+            self, "storage", "bitmask" if self.mask is not None else "csr"
+        )
 
     @property
     def size(self) -> int:
@@ -399,10 +410,8 @@ class PrunedArray:
 
     @property
     def nbytes(self) -> int:
-        index = (
-            [self.mask] if self.mask is not None else [self.indptr, self.indices]
-        )
-        return _nbytes(self.values) + sum(int(a.nbytes) for a in index)  # type: ignore[union-attr]
+        index = [self.mask] if self.mask is not None else [self.indptr, self.indices]
+        return _nbytes(self.values) + sum(_nbytes(a) for a in index)
 
     def kept_mask(self) -> np.ndarray:
         """bool array in the array's shape, True where an element was kept."""
@@ -417,7 +426,12 @@ class PrunedArray:
     def with_values(self, values: Any) -> PrunedArray:
         """The same sparsity pattern holding other (e.g. quantized) values."""
         return PrunedArray(
-            self.shape, self.dtype, values, self.n_kept, self.mask, self.indptr,
+            self.shape,
+            self.dtype,
+            values,
+            self.n_kept,
+            self.mask,
+            self.indptr,
             self.indices,
         )
 
@@ -449,7 +463,9 @@ class PrunedArray:
         return tensors, meta
 
     @classmethod
-    def _from_tensors(cls, tensors: dict[str, Any], meta: dict[str, Any]) -> PrunedArray:
+    def _from_tensors(
+        cls, tensors: dict[str, Any], meta: dict[str, Any]
+    ) -> PrunedArray:
         return cls(
             shape=tuple(meta["shape"]),
             dtype=np.dtype(meta["dtype"]),
@@ -486,7 +502,11 @@ def _sparse_storage(
     indptr = np.zeros(rows + 1, np.int64)
     np.cumsum(np.bincount(row_ids, minlength=rows), out=indptr[1:])
     return PrunedArray(
-        x.shape, x.dtype, values, n_kept, indptr=indptr,
+        x.shape,
+        x.dtype,
+        values,
+        n_kept,
+        indptr=indptr,
         indices=col_ids.astype(index_dtype),
     )
 
@@ -525,7 +545,9 @@ def prune(
     if structure == "n:m":
         n, m = _positive_int(n, "n"), _positive_int(m, "m")
         if n > m:
-            raise ValueError(f"n:m pruning keeps n of every m weights; got n={n} > m={m}.")
+            raise ValueError(
+                f"n:m pruning keeps n of every m weights; got n={n} > m={m}."
+            )
         if sparsity is not None and not np.isclose(sparsity, 1 - n / m):
             raise ValueError(
                 f"sparsity={sparsity!r} contradicts {n}:{m} pruning, whose sparsity "
@@ -577,7 +599,9 @@ def global_prune(weights: dict[str, Any], sparsity: float) -> dict[str, PrunedAr
     if not isinstance(weights, dict) or not weights:
         raise ValueError("weights must be a non-empty dict of name -> array.")
     sparsity = check_fraction(sparsity, "sparsity")
-    arrays = {name: weight_array(w, f"weights[{name!r}]") for name, w in weights.items()}
+    arrays = {
+        name: weight_array(w, f"weights[{name!r}]") for name, w in weights.items()
+    }
     flats = [a.reshape(-1) for a in arrays.values()]
     common = np.result_type(*flats)
     everything = np.concatenate([f.astype(common, copy=False) for f in flats])
@@ -588,7 +612,7 @@ def global_prune(weights: dict[str, Any], sparsity: float) -> dict[str, PrunedAr
     )
     del everything
     pruned = {}
-    for (name, x), flat in zip(arrays.items(), flats):
+    for (name, x), flat in zip(arrays.items(), flats, strict=True):
         mask, values, ties = kernels.prune_mask(flat, threshold, ties, n_threads)
         pruned[name] = _sparse_storage(x, mask, values, int(values.size))
     return pruned
@@ -634,8 +658,11 @@ class SharedArray:
         cls, tensors: dict[str, np.ndarray], meta: dict[str, Any]
     ) -> SharedArray:
         return cls(
-            tensors["codebook"], tensors["codes"], int(meta["bits"]),
-            tuple(meta["shape"]), np.dtype(meta["dtype"]),
+            tensors["codebook"],
+            tensors["codes"],
+            int(meta["bits"]),
+            tuple(meta["shape"]),
+            np.dtype(meta["dtype"]),
         )
 
 
@@ -720,9 +747,13 @@ class LowRankArray:
         return {"left": self.left, "right": self.right}, meta
 
     @classmethod
-    def _from_tensors(cls, tensors: dict[str, Any], meta: dict[str, Any]) -> LowRankArray:
+    def _from_tensors(
+        cls, tensors: dict[str, Any], meta: dict[str, Any]
+    ) -> LowRankArray:
         return cls(
-            tensors["left"], tensors["right"], tuple(meta["shape"]),
+            tensors["left"],
+            tensors["right"],
+            tuple(meta["shape"]),
             np.dtype(meta["dtype"]),
         )
 
@@ -732,7 +763,9 @@ def low_rank(w: Any, rank: int | None = None, energy: float = 0.99) -> LowRankAr
     sum(s**2) (the squared Frobenius norm), or exactly `rank` when given."""
     x = weight_array(w, "w")
     if x.ndim < 2:
-        raise ValueError(f"low_rank needs an array of 2 or more dims; w has shape {x.shape}.")
+        raise ValueError(
+            f"low_rank needs an array of 2 or more dims; w has shape {x.shape}."
+        )
     matrix = x.reshape(x.shape[0], -1)
     full = min(matrix.shape)
     if rank is not None:

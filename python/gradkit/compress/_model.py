@@ -174,7 +174,9 @@ def _values_step(text: str, name: str, arg: str) -> tuple:
         return ("quantize", name)
     if arg.isdigit() and 1 <= int(arg) <= 8:
         return ("share", int(arg))
-    raise ValueError(f"bad step share:{arg} in recipe {text!r}: use share:B, 1 <= B <= 8.")
+    raise ValueError(
+        f"bad step share:{arg} in recipe {text!r}: use share:B, 1 <= B <= 8."
+    )
 
 
 # --- the compressed model --------------------------------------------------------
@@ -254,7 +256,9 @@ class CompressedModel:
 
     def __repr__(self) -> str:
         what = "dict" if self.template is None else type(self.template).__name__
-        return f"CompressedModel({what}, recipe={self.recipe!r}, nbytes={self.nbytes:,})"
+        return (
+            f"CompressedModel({what}, recipe={self.recipe!r}, nbytes={self.nbytes:,})"
+        )
 
     def _encode(self, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -363,8 +367,8 @@ class CompressionReport:
         def metric(value: float | None) -> str:
             return "-" if value is None else f"{value:.4f}"
 
-        cells = [["original", f"{self.bytes_before:,}", "1.0x", metric(self.metric_before),
-                  "", ""]]  # fmt: skip
+        before = metric(self.metric_before)
+        cells = [["original", f"{self.bytes_before:,}", "1.0x", before, "", ""]]
         for row in self.rows:
             drop = row["drop"]
             cells.append(
@@ -440,7 +444,9 @@ def compress_model(
     estimator = template is not None
     can_score = metric is not None or (X_val is not None and y_val is not None)
     if max_drop is not None:
-        if isinstance(max_drop, (bool, np.bool_)) or not isinstance(max_drop, numbers.Real):
+        if isinstance(max_drop, (bool, np.bool_)) or not isinstance(
+            max_drop, numbers.Real
+        ):
             raise ValueError(f"max_drop must be a number >= 0, got {max_drop!r}.")
         if not max_drop >= 0:
             raise ValueError(f"max_drop must be a number >= 0, got {max_drop!r}.")
