@@ -8,4 +8,6 @@ PYBIND11_MODULE(_core, m) {
   register_optim(optim);
   auto linear = m.def_submodule("linear", "linear-model kernels");
   register_linear(linear);
+  auto compress = m.def_submodule("compress", "quantization and pruning kernels");
+  register_compress(compress);
 }

@@ -5,3 +5,4 @@
 void register_metrics(pybind11::module_ &m);
 void register_optim(pybind11::module_ &m);
 void register_linear(pybind11::module_ &m);
+void register_compress(pybind11::module_ &m);

@@ -122,3 +122,88 @@ def lane_sum(terms, lanes=16):
 def lane_dot(w, x):
     """w.x summed as lane_sum, each product rounded to the arrays' dtype first."""
     return lane_sum(np.asarray(w) * np.asarray(x))
+
+
+# compression
+
+
+def torch_qparams(lo, hi, qmin, qmax, symmetric):
+    """(scale float32, zero_point int32) per row range [lo, hi], as torch's MinMax
+    observers compute them (torch/ao/quantization/observer.py, _calculate_qparams):
+    every operation on float32 arrays, so each one rounds to float32."""
+    f32 = np.float32
+    lo = np.asarray(lo, dtype=f32)
+    hi = np.asarray(hi, dtype=f32)
+    eps = np.finfo(f32).eps
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        min_neg = np.minimum(lo, f32(0))
+        max_pos = np.maximum(hi, f32(0))
+        if symmetric:
+            bound = np.maximum(-min_neg, max_pos)
+            scale = np.maximum(bound / f32((qmax - qmin) / 2), eps)
+            zero_point = np.full(lo.shape, 0 if qmin < 0 else (qmin + qmax + 1) // 2)
+        else:
+            scale = np.maximum((max_pos - min_neg) / f32(qmax - qmin), eps)
+            shift = np.rint(min_neg / scale).astype(np.float64)
+            zero_point = np.clip(qmin - shift, qmin, qmax)
+    return scale.astype(f32), zero_point.astype(np.int32)
+
+
+def quantize_rows_reference(x, lo, hi, qmin, qmax, symmetric, fma_rounding):
+    """(q, scale, zero_point) of quantizing each row of the 2-D float32 x: the range
+    of a row is [lo, hi] or, when they are None, its own min and max.
+
+    fma_rounding False: q = rint(float32(float32(x * inv) + z)), two roundings;
+    True: x * inv + z rounded once to float32. The float64 product of two float32
+    is exact and adding an integer |z| <= 255 rounds at most far below float32's
+    last bit, so float64 arithmetic rounded to float32 once emulates the fma."""
+    f32 = np.float32
+    x = np.asarray(x, dtype=f32)
+    if lo is None:
+        lo, hi = x.min(axis=1), x.max(axis=1)
+    scale, zero_point = torch_qparams(lo, hi, qmin, qmax, symmetric)
+    inv = (f32(1) / scale)[:, None]
+    z = zero_point.astype(f32)[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if fma_rounding:
+            y = (x.astype(np.float64) * inv.astype(np.float64) + z).astype(f32)
+        else:
+            y = (x * inv) + z
+        q = np.clip(np.rint(y), qmin, qmax)
+    return q.astype(np.int8 if qmin < 0 else np.uint8), scale, zero_point
+
+
+def dequantize_rows_reference(q, scale, zero_point):
+    """float32((q - zero_point) as an exact integer) * scale, row by row."""
+    diff = np.asarray(q).astype(np.int64) - np.asarray(zero_point)[:, None]
+    return diff.astype(np.float32) * np.asarray(scale, dtype=np.float32)[:, None]
+
+
+def magnitude_threshold_reference(x, k):
+    """(threshold, ties): the k-th smallest |x| from a full sort, and k minus the
+    count of magnitudes strictly below it."""
+    a = np.abs(np.asarray(x))
+    threshold = np.sort(a)[k - 1]
+    return float(threshold), k - int(np.count_nonzero(a < threshold))
+
+
+def prune_reference(x, threshold, ties):
+    """(mask, values, ties_left) of pruning |x| < threshold and the first `ties`
+    elements with |x| == threshold (index order), compared in float64."""
+    x = np.asarray(x)
+    a = np.abs(x).astype(np.float64)
+    pruned = a < threshold
+    equal = np.flatnonzero(a == threshold)
+    pruned[equal[:ties]] = True
+    kept = ~pruned
+    mask = np.packbits(kept, bitorder="little")
+    return mask, x[kept], max(0, ties - equal.size)
+
+
+def unpack_reference(mask, values, n):
+    """values placed in index order where the first n bits of mask are set, +0.0
+    elsewhere."""
+    kept = np.unpackbits(mask, bitorder="little")[:n].astype(bool)
+    out = np.zeros(n, dtype=values.dtype)
+    out[kept] = values
+    return out
