@@ -207,3 +207,21 @@ def unpack_reference(mask, values, n):
     out = np.zeros(n, dtype=values.dtype)
     out[kept] = values
     return out
+
+
+def lloyd_1d(w, k):
+    """Lloyd's algorithm from the linear init, the obvious way: an empty cluster
+    keeps its centroid (sklearn's KMeans moves it instead)."""
+    centroids = np.linspace(w.min(), w.max(), k)
+    for _ in range(300):
+        labels = np.abs(w[:, None] - centroids).argmin(axis=1)
+        new = np.array(
+            [
+                w[labels == j].mean() if np.any(labels == j) else centroids[j]
+                for j in range(k)
+            ]
+        )
+        if np.array_equal(new, centroids):
+            break
+        centroids = new
+    return np.sort(centroids)

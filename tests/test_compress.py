@@ -15,6 +15,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from naive import lloyd_1d
 from sklearn.cluster import KMeans
 from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 from torch.nn.utils import prune as torch_prune
@@ -332,24 +333,6 @@ def test_global_prune_matches_one_threshold(backend):
 
 
 # --- weight sharing and low rank -------------------------------------------------
-
-
-def lloyd_1d(w, k):
-    """Lloyd's algorithm from the linear init, the obvious way: an empty cluster
-    keeps its centroid (sklearn's KMeans moves it instead)."""
-    centroids = np.linspace(w.min(), w.max(), k)
-    for _ in range(300):
-        labels = np.abs(w[:, None] - centroids).argmin(axis=1)
-        new = np.array(
-            [
-                w[labels == j].mean() if np.any(labels == j) else centroids[j]
-                for j in range(k)
-            ]
-        )
-        if np.array_equal(new, centroids):
-            break
-        centroids = new
-    return np.sort(centroids)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
