@@ -43,13 +43,31 @@ def estimator_classes() -> dict[str, type]:
     }
 
 
+def convert_sklearn(model: Any) -> Any:
+    """A fitted scikit-learn linear model as the gradkit estimator of the same name
+    (gradkit's subclass it and predict alike from coef_ and intercept_); anything
+    else unchanged."""
+    if not type(model).__module__.startswith("sklearn.linear_model"):
+        return model
+    classes = estimator_classes()
+    target = classes.get(f"gradkit.linear_model.{type(model).__name__}")
+    if target is None:
+        return model
+    converted = target(**model.get_params(deep=False))
+    for name, value in vars(model).items():
+        if name.endswith("_") and not name.startswith("_"):
+            setattr(converted, name, value)
+    return converted
+
+
 def class_path(estimator: Any) -> str:
     """The public path of a known estimator's class, else a TypeError."""
     for path, cls in estimator_classes().items():
         if type(estimator) is cls:
             return path
     raise TypeError(
-        f"gradkit stores its own estimators, CompressedModel and dicts of arrays; "
+        f"gradkit stores its own estimators (and scikit-learn's linear models of the "
+        f"same names), CompressedModel and dicts of arrays; "
         f"got {type(estimator).__module__}.{type(estimator).__qualname__}. "
         "Store its weight arrays as a dict instead."
     )
@@ -227,6 +245,7 @@ def encode(model: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from gradkit.compress._model import CompressedModel
 
     tensors: dict[str, np.ndarray] = {}
+    model = convert_sklearn(model)
     if isinstance(model, CompressedModel):
         return tensors, model._encode(tensors)
     if isinstance(model, dict):
