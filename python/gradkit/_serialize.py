@@ -25,6 +25,9 @@ import numpy as np
 FORMAT = "gradkit"
 FORMAT_VERSION = 1
 _XZ_MAGIC = b"\xfd7zXZ\x00"
+#: The largest model a file may expand to: an xz stream of a few KB could otherwise
+#: claim gigabytes (a decompression bomb) before anything is checked.
+MAX_MODEL_BYTES = 16 * 2**30
 # xz's default preset, but its literal coder without context bits (lc=0, lp=0,
 # pb=0): quantized weights and bitmasks carry no byte-to-byte context, so an
 # order-0 model learns their distribution faster (3-5% smaller files). Still a
@@ -290,12 +293,18 @@ def from_bytes(data: bytes) -> Any:
     import safetensors.numpy
 
     if data.startswith(_XZ_MAGIC):
+        decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
         try:
-            data = lzma.decompress(data)
+            data = decompressor.decompress(data, max_length=MAX_MODEL_BYTES + 1)
         except lzma.LZMAError as exc:
             raise ValueError(
                 f"not a gradkit file: a damaged xz stream ({exc})."
             ) from None
+        if len(data) > MAX_MODEL_BYTES or not decompressor.eof:
+            raise ValueError(
+                f"not a gradkit file: it expands to more than MAX_MODEL_BYTES "
+                f"({MAX_MODEL_BYTES:,}) bytes, or its xz stream is cut short."
+            )
     try:
         tensors = safetensors.numpy.load(data)
     except Exception as exc:  # safetensors raises its own SafetensorError

@@ -3,6 +3,8 @@
     gradkit --version
     gradkit bench metrics|train|compress [--quick] [--threads N] [--n N]
     gradkit compress MODEL [-o OUT] [--recipe R] [--max-drop D --val VAL.npz]
+    gradkit models list|versions|show|alias|unalias|tag|diff|delete|gc|export|import
+    gradkit demo [--n N] [--registry DIR]
 
 Each subcommand is one `_add_<command>` function that builds its subparser and sets
 `handler`, a function of the parsed arguments that returns the exit code; a new
@@ -278,10 +280,192 @@ def _add_compress(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_compress)
 
 
-# Every subcommand; later ones (demo, serve) add themselves here.
+# --- gradkit models -----------------------------------------------------------------
+
+
+def _when(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _metrics_text(metrics: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+
+
+def _print_versions(records: list, as_json: bool) -> None:
+    import json
+
+    from gradkit._table import text_table
+
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records]))
+        return
+    rows = [
+        [
+            r.name, str(r.version), r.kind, ",".join(r.aliases), _when(r.created_at),
+            _metrics_text(r.metrics), ",".join(f"{k}={v}" for k, v in r.tags.items()),
+        ]
+        for r in records
+    ]  # fmt: skip
+    titles = ["name", "version", "kind", "aliases", "created", "metrics", "tags"]
+    print(text_table(titles, rows, right={1}))
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from gradkit._table import text_table
+    from gradkit.registry import Registry
+
+    registry = Registry(args.registry)
+    action = args.action
+    if action == "list":
+        models = registry.list_models()
+        if args.json:
+            print(json.dumps(models))
+        else:
+            rows = [
+                [m["name"], str(m["versions"]), str(m["latest"]),
+                 ", ".join(f"{a}->{v}" for a, v in sorted(m["aliases"].items())),
+                 _when(m["updated_at"])]
+                for m in models
+            ]  # fmt: skip
+            titles = ["name", "versions", "latest", "aliases", "updated"]
+            print(text_table(titles, rows, right={1, 2}))
+    elif action == "versions":
+        _print_versions(registry.versions(args.name), args.json)
+    elif action == "show":
+        record = registry.get(args.ref)
+        if args.json:
+            print(json.dumps(record.to_dict()))
+        else:
+            for key, value in record.to_dict().items():
+                print(f"{key:>12}: {value}")
+    elif action == "alias":
+        registry.set_alias(args.name, args.version, args.alias)
+        print(f"{args.name}@{args.alias} -> {args.name}:{args.version}")
+    elif action == "unalias":
+        registry.delete_alias(args.name, args.alias)
+        print(f"removed {args.name}@{args.alias}")
+    elif action == "tag":
+        tags = dict(_key_value(text) for text in args.tags)
+        _print_versions([registry.set_tags(args.ref, **tags)], args.json)
+    elif action == "diff":
+        difference = registry.diff(args.a, args.b)
+        if args.json:
+            print(json.dumps(difference))
+        else:
+            print(f"{difference['a']} -> {difference['b']}")
+            for part in ("params", "metrics", "tags", "weights"):
+                for key, change in difference[part].items():
+                    print(f"  {part}.{key}: {change}")
+    elif action == "delete":
+        registry.delete_version(args.ref)
+        print(f"deleted {args.ref} (run `gradkit models gc` to free its blob)")
+    elif action == "gc":
+        freed = registry.gc()
+        text = f"removed {freed['blobs']} blob(s), {freed['bytes']:,} bytes"
+        print(json.dumps(freed) if args.json else text)
+    elif action == "export":
+        record = registry.export(args.ref, args.path)
+        print(f"exported {record.ref} to {args.path}")
+    elif action == "import":
+        record = registry.import_(args.path, args.name)
+        print(f"imported {args.path} as {record.ref}")
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _add_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list, show, alias, tag, diff, delete, export and import model versions",
+        description=(
+            "The model registry ($GRADKIT_REGISTRY or ./gradkit-registry, or "
+            "--registry). Models are NAME, NAME:VERSION or NAME@ALIAS."
+        ),
+    )
+    parser.add_argument("--registry", default=None, help="the registry directory")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    actions.add_parser("list", help="every model, its versions and aliases")
+    actions.add_parser("versions", help="the versions of one model").add_argument(
+        "name"
+    )
+    actions.add_parser("show", help="one version's record").add_argument("ref")
+    alias = actions.add_parser("alias", help="point NAME@ALIAS at a version")
+    alias.add_argument("name")
+    alias.add_argument("version", type=_positive_int)
+    alias.add_argument("alias")
+    unalias = actions.add_parser("unalias", help="remove an alias")
+    unalias.add_argument("name")
+    unalias.add_argument("alias")
+    tag = actions.add_parser("tag", help="set tags KEY=VALUE on a version")
+    tag.add_argument("ref")
+    tag.add_argument("tags", nargs="+", metavar="KEY=VALUE")
+    diff = actions.add_parser("diff", help="params, metrics, tags and weights of two")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    actions.add_parser("delete", help="delete NAME:VERSION").add_argument("ref")
+    actions.add_parser("gc", help="remove blobs no version uses")
+    export = actions.add_parser("export", help="write one version to a file")
+    export.add_argument("ref")
+    export.add_argument("path")
+    import_ = actions.add_parser("import", help="register an exported file")
+    import_.add_argument("path")
+    import_.add_argument("--name", default=None, help="register under this name")
+    parser.set_defaults(handler=_models)
+
+
+# --- gradkit demo -------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gradkit._demo import run_demo
+
+    return run_demo(
+        out=sys.stdout, progress=not args.no_progress, n=args.n, registry=args.registry
+    )
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="the whole lifecycle: data, training, evaluation, tuning, compression, "
+        "registry",
+        description=(
+            "Prepare data (scikit-learn's breast cancer set and a synthetic set), "
+            "train with gradient descent, SGD and Adam, evaluate on held-out data "
+            "and by 5-fold cross-validation, tune a hyperparameter, compress the "
+            "best model, register both versions and point 'production' at the "
+            "better one, with timings next to scikit-learn's."
+        ),
+    )
+    parser.add_argument(
+        "--n", type=_sample_count, default=1_000_000, metavar="N",
+        help="rows of the synthetic data set (default 1,000,000)",
+    )  # fmt: skip
+    parser.add_argument("--registry", default=None, help="the registry directory")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress lines on stderr"
+    )
+    parser.set_defaults(handler=_demo)
+
+
+# Every subcommand; later ones (serve) add themselves here.
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_demo,
     _add_bench,
     _add_compress,
+    _add_models,
 )
 
 

@@ -604,7 +604,8 @@ class Registry:
         """Versions matching every filter: name (a glob such as "clf*"), tags (all
         equal), metrics ({"accuracy": (">=", 0.9)}); order_by a metric name, or
         "version" / "created_at", with a leading "-" for descending."""
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if name is not None:
             clauses.append("v.name GLOB ?")
             args.append(name)
