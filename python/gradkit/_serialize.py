@@ -317,13 +317,25 @@ def from_bytes(data: bytes) -> Any:
             "not a gradkit file: a safetensors file without gradkit's metadata; load "
             "a plain state dict with safetensors.numpy.load_file instead."
         )
-    meta = json.loads(metadata[FORMAT])
-    if meta.get("version", 0) > FORMAT_VERSION:
+    try:
+        meta = json.loads(metadata[FORMAT])
+        newer = meta.get("version", 0) > FORMAT_VERSION
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError(
+            "not a gradkit file: its metadata is not a JSON object."
+        ) from None
+    if newer:
         raise ValueError(
             f"this file was written by a newer gradkit (format version "
             f"{meta['version']}); upgrade gradkit to read it."
         )
-    return decode(meta, tensors)
+    try:
+        return decode(meta, tensors)
+    except (KeyError, TypeError, AttributeError) as exc:
+        # Well-formed JSON that does not describe a model gradkit wrote.
+        raise ValueError(
+            f"not a gradkit file: malformed metadata ({type(exc).__name__}: {exc})."
+        ) from None
 
 
 def save(model: Any, path: str | os.PathLike) -> int:
