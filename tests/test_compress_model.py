@@ -229,10 +229,10 @@ def test_damaged_files_are_refused(data, message):
 
 
 def test_unstorable_models_are_refused(logistic, tmp_path):
-    from sklearn.linear_model import LogisticRegression as SklearnLogistic
+    from sklearn.tree import DecisionTreeClassifier
 
     with pytest.raises(TypeError, match="gradkit stores its own estimators"):
-        gradkit.save(SklearnLogistic(), tmp_path / "x")
+        gradkit.save(DecisionTreeClassifier(), tmp_path / "x")
     with pytest.raises(TypeError, match="numeric arrays only"):
         gradkit.save({"w": np.array(["a"])}, tmp_path / "x")
     from gradkit.linear_model import CustomLoss
