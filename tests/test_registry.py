@@ -10,6 +10,7 @@ The speed of listing and searching 10,000 versions is in bench/test_bench_regist
 
 import errno
 import json
+import mmap
 import os
 import signal
 import subprocess
@@ -289,6 +290,22 @@ def test_a_writer_killed_mid_register_leaves_nothing_half_done(tmp_path, where):
         assert len(leftovers) == 3  # two versions and the dead writer's file
         assert registry.gc()["blobs"] == 1
         np.testing.assert_array_equal(registry.load("clf:2")["w"], np.ones(3))
+
+
+def test_weights_load_memory_mapped_and_read_only(registry):
+    rng = np.random.default_rng(0)
+    weights = {"w": rng.standard_normal((300, 200)), "b": rng.standard_normal(200)}
+    record = registry.register("net", weights)  # random floats: stored without xz
+    loaded = registry.load(record.ref)
+    for name, array in weights.items():
+        np.testing.assert_array_equal(loaded[name], array)
+        assert not loaded[name].flags.writeable  # a stored model cannot be changed
+        base = loaded[name]
+        while getattr(base, "base", None) is not None:
+            base = base.base
+        while isinstance(base, memoryview):
+            base = base.obj
+        assert isinstance(base, mmap.mmap)  # a view of the file, not a copy
 
 
 def test_a_flipped_byte_is_an_integrity_error(registry, data):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import lzma
+import math
+import mmap
 import numbers
 import os
 import struct
@@ -289,10 +291,70 @@ def to_bytes(model: Any) -> bytes:
     return packed if len(packed) < len(raw) else raw
 
 
-def from_bytes(data: bytes) -> Any:
-    import safetensors.numpy
+#: safetensors' dtype names.
+_DTYPES = {
+    "BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16,
+    "I16": np.int16, "F16": np.float16, "U32": np.uint32, "I32": np.int32,
+    "F32": np.float32, "U64": np.uint64, "I64": np.int64, "F64": np.float64,
+}  # fmt: skip
 
-    if data.startswith(_XZ_MAGIC):
+
+def read_tensors(buffer: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, metadata) of a safetensors buffer, the arrays read-only views of it.
+
+    safetensors' numpy API copies every tensor out of the file; gradkit maps model
+    files and reads their arrays in place (zero-copy), so it checks the format
+    itself, as the specification requires: a header that fits the buffer, known
+    dtypes, and each tensor's byte range inside the data and of exactly
+    prod(shape) * itemsize bytes.
+    """
+    view = memoryview(buffer).cast("B")
+    if len(view) < 8:
+        raise ValueError("not a gradkit file: too short for a safetensors header.")
+    (size,) = struct.unpack("<Q", view[:8])
+    if size > len(view) - 8:
+        raise ValueError(
+            f"not a gradkit file: its header claims {size:,} bytes, more than the "
+            f"file's {len(view):,}."
+        )
+    try:
+        header = json.loads(bytes(view[8 : 8 + size]))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a gradkit file: its header is not JSON.") from None
+    if not isinstance(header, dict):
+        raise ValueError("not a gradkit file: its header is not a JSON object.")
+    data = view[8 + size :]
+    metadata = header.pop("__metadata__", None) or {}
+    tensors = {}
+    for name, info in header.items():
+        try:
+            dtype = np.dtype(_DTYPES[info["dtype"]])
+            shape = [int(d) for d in info["shape"]]
+            begin, end = (int(o) for o in info["data_offsets"])
+            count = math.prod(shape)
+            valid = (
+                min(shape, default=0) >= 0
+                and 0 <= begin <= end <= len(data)
+                and end - begin == count * dtype.itemsize
+            )
+        except (KeyError, TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"not a gradkit file: tensor {name!r} is malformed or its "
+                f"{info.get('shape') if isinstance(info, dict) else info!r} does not "
+                "match the bytes it claims."
+            )
+        tensors[name] = np.frombuffer(data, dtype, count, begin).reshape(shape)
+    if not isinstance(metadata, dict):
+        raise ValueError("not a gradkit file: its __metadata__ is not an object.")
+    return tensors, metadata
+
+
+def from_bytes(data: Any) -> Any:
+    """The model in a gradkit file's bytes (or any buffer, e.g. an mmap: the arrays
+    of an uncompressed file then stay views of it)."""
+    if bytes(memoryview(data)[: len(_XZ_MAGIC)]) == _XZ_MAGIC:
         decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
         try:
             data = decompressor.decompress(data, max_length=MAX_MODEL_BYTES + 1)
@@ -305,13 +367,7 @@ def from_bytes(data: bytes) -> Any:
                 f"not a gradkit file: it expands to more than MAX_MODEL_BYTES "
                 f"({MAX_MODEL_BYTES:,}) bytes, or its xz stream is cut short."
             )
-    try:
-        tensors = safetensors.numpy.load(data)
-    except Exception as exc:  # safetensors raises its own SafetensorError
-        raise ValueError(f"not a gradkit file: {exc}") from None
-    # safetensors has validated the header; read its metadata.
-    (header_size,) = struct.unpack("<Q", data[:8])
-    metadata = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
+    tensors, metadata = read_tensors(data)
     if FORMAT not in metadata:
         raise ValueError(
             "not a gradkit file: a safetensors file without gradkit's metadata; load "
@@ -356,7 +412,15 @@ def save(model: Any, path: str | os.PathLike) -> int:
     return len(data)
 
 
-def load(path: str | os.PathLike) -> Any:
-    """Read a model written by gradkit.save."""
+def map_file(path: str | os.PathLike) -> Any:
+    """The file's bytes, memory-mapped read-only (bytes for an empty file)."""
     with open(path, "rb") as f:
-        return from_bytes(f.read())
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Read a model written by gradkit.save; the arrays of an uncompressed file are
+    read-only views of the mapped file, not copies."""
+    return from_bytes(map_file(path))
