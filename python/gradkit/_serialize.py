@@ -6,9 +6,10 @@ arrays), from JSON values and numeric arrays.
 
 A file is a safetensors file whose `__metadata__` holds one entry, "gradkit": the
 JSON description of the model (its kind, class, parameters, attributes, and how
-the tensors make up each array). When xz (the standard library's lzma) makes the
-bytes smaller, as it does for quantized or pruned models, the file is the xz
-stream of those bytes instead; a reader tells them apart by xz's magic number.
+the tensors make up each array). For a compressed model, when xz (the standard
+library's lzma) makes the bytes smaller, the file is the xz stream of those bytes
+instead; a reader tells them apart by xz's magic number. Other models stay plain,
+so their arrays load memory-mapped.
 """
 
 from __future__ import annotations
@@ -279,7 +280,12 @@ def decode(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> Any:
 
 
 def to_bytes(model: Any) -> bytes:
-    """The model as gradkit file bytes (xz-compressed when that is smaller)."""
+    """The model as gradkit file bytes.
+
+    A compressed model is xz-coded when that is smaller: its point is size. Any
+    other model stays plain safetensors, whose arrays load memory-mapped without a
+    copy; xz would save little on float weights (~10%) and cost that.
+    """
     import safetensors.numpy
 
     from gradkit import __version__
@@ -287,6 +293,8 @@ def to_bytes(model: Any) -> bytes:
     tensors, meta = encode(model)
     header = {"format": FORMAT, "version": FORMAT_VERSION, "gradkit": __version__}
     raw = safetensors.numpy.save(tensors, metadata={FORMAT: json.dumps(header | meta)})
+    if meta["kind"] != "compressed":
+        return raw
     packed = lzma.compress(raw, filters=_XZ_FILTERS)
     return packed if len(packed) < len(raw) else raw
 
