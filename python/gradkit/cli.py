@@ -5,6 +5,8 @@
     gradkit compress MODEL [-o OUT] [--recipe R] [--max-drop D --val VAL.npz]
     gradkit models list|versions|show|alias|unalias|tag|diff|delete|gc|export|import
     gradkit demo [--n N] [--registry DIR]
+    gradkit serve MODEL... [--host H] [--port P] [--workers N]
+    gradkit dockerfile NAME@ALIAS [-o DIR]
 
 Each subcommand is one `_add_<command>` function that builds its subparser and sets
 `handler`, a function of the parsed arguments that returns the exit code; a new
@@ -460,12 +462,91 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_demo)
 
 
-# Every subcommand; later ones (serve) add themselves here.
+# --- gradkit serve / dockerfile ----------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gradkit.serve import run
+
+    print(
+        f"serving {', '.join(args.models)} on http://{args.host}:{args.port} "
+        "(POST /predict, /v2/models/NAME/infer; GET /metrics); Ctrl-C stops",
+        file=sys.stderr,
+    )
+    run(
+        args.models, args.registry, args.host, args.port, args.workers,
+        max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+        max_request_bytes=int(args.max_request_mb * 2**20),
+    )  # fmt: skip
+    return 0
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve registered models over HTTP (/predict and OIP v2)",
+        description=(
+            "Serve one or more registered models: NAME (its latest version), "
+            "NAME:VERSION or NAME@ALIAS. A model served by alias or by name is "
+            "reloaded when the alias moves. Needs pip install 'gradkit[serve]'."
+        ),
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=_positive_int, default=1)
+    parser.add_argument("--registry", default=None, help="the registry directory")
+    parser.add_argument(
+        "--max-batch-size", type=_positive_int, default=4096,
+        help="rows per predict call at most (default 4096)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=0.0,
+        help="how long a request may wait for others to batch with (default 0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-request-mb", type=float, default=4.0,
+        help="larger request bodies get 413 (default 4)",
+    )  # fmt: skip
+    parser.set_defaults(handler=_serve)
+
+
+def _dockerfile(args: argparse.Namespace) -> int:
+    from gradkit.serve import dockerfile
+
+    for path in dockerfile(args.model, args.output, args.registry, args.wheel):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_dockerfile(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dockerfile",
+        help="write a Docker build context that serves a registered version",
+        description=(
+            "Write a Dockerfile, requirements.txt and the exported model version "
+            "(model.gkx) to a directory; `docker build` there gives an image "
+            "serving it on port 8080. No Docker engine is needed to generate it."
+        ),
+    )
+    parser.add_argument("model", help="NAME@ALIAS or NAME:VERSION")
+    parser.add_argument("-o", "--output", default="gradkit-docker")
+    parser.add_argument("--registry", default=None, help="the registry directory")
+    parser.add_argument(
+        "--wheel", default=None,
+        help="a gradkit wheel to install in the image (default: from the index)",
+    )  # fmt: skip
+    parser.set_defaults(handler=_dockerfile)
+
+
+# Every subcommand.
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo,
     _add_bench,
     _add_compress,
     _add_models,
+    _add_serve,
+    _add_dockerfile,
 )
 
 
