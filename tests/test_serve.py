@@ -238,6 +238,15 @@ def test_concurrent_clients_each_get_their_own_rows(server, model):
     assert 'gradkit_model_version{model="clf"} 1' in metrics
 
 
+def oip(shape, datatype, data, **extra):
+    """An OIP inference request with one input tensor."""
+    tensor = {"name": "input-0", "shape": shape, "datatype": datatype, "data": data}
+    return {"inputs": [tensor], **extra}
+
+
+INFER = "/v2/models/clf/infer"
+
+
 def _too_long():
     return {"x": rows(8000).tolist(), "model": "clf"}  # about 3 MB over a 1 MB limit
 
@@ -248,7 +257,7 @@ def _too_long():
         ("POST", "/predict", "{not json", {}, 400, "not valid JSON"),
         ("POST", "/predict", {"y": 1}, {}, 400, 'must be {"x"'),
         ("POST", "/predict", {"x": [[1, 2]], "model": "clf"}, {}, 400, "20 features"),
-        ("POST", "/predict", {"x": [[1, 2], [3]], "model": "clf"}, {}, 400, "same length"),
+        ("POST", "/predict", {"x": [[1, 2], [3]], "model": "clf"}, {}, 400, "length"),
         ("POST", "/predict", {"x": [["a"] * 20], "model": "clf"}, {}, 400, "numbers"),
         ("POST", "/predict", {"x": [[1] * 20]}, {}, 400, "several models are served"),
         ("POST", "/predict", {"x": [[1] * 20], "model": "nope"}, {}, 404,
@@ -266,14 +275,11 @@ def _too_long():
         ("POST", "/predict", _too_long(), {}, 413, "larger than the limit"),
         ("POST", "/v2/models/nope/infer", {"inputs": []}, {}, 404, "not served"),
         ("GET", "/v2/models/clf/versions/9", None, {}, 404, "version 9 of 'clf'"),
-        ("POST", "/v2/models/clf/infer", {"inputs": [{"name": "input-0", "shape": [1, 20],
-         "datatype": "BYTES", "data": ["a"] * 20}]}, {}, 400, "not numeric"),
-        ("POST", "/v2/models/clf/infer", {"inputs": [{"name": "input-0", "shape": [2, 20],
-         "datatype": "FP64", "data": [1.0] * 20}]}, {}, 400, "holds 40 values"),
-        ("POST", "/v2/models/clf/infer", {"inputs": [{"name": "input-0", "shape": [1, 20],
-         "datatype": "FP64", "data": [1.0] * 20}], "outputs": [{"name": "x"}]}, {}, 400,
-         "unknown outputs"),
-        ("POST", "/v2/models/clf/infer", {"no": "inputs"}, {}, 400, "inference request"),
+        ("POST", INFER, oip([1, 20], "BYTES", ["a"] * 20), {}, 400, "not numeric"),
+        ("POST", INFER, oip([2, 20], "FP64", [1.0] * 20), {}, 400, "holds 40 values"),
+        ("POST", INFER, oip([1, 20], "FP64", [1.0] * 20, outputs=[{"name": "x"}]), {},
+         400, "unknown outputs"),
+        ("POST", INFER, {"no": "inputs"}, {}, 400, "inference request"),
         ("GET", "/nowhere", None, {}, 404, "no endpoint"),
         ("GET", "/predict", None, {}, 405, "not allowed"),
     ],
