@@ -165,16 +165,26 @@ def test_round_trip_within_half_a_step(
     restored = q.dequantize()
     assert restored.dtype == np.float32 and restored.shape == w.shape
     assert q.to_dense().dtype == w.dtype
-    if granularity == "tensor":
-        step = np.broadcast_to(q.scale, w.shape)
-    elif granularity == "channel":
-        step = np.broadcast_to(q.scale.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape)
-    else:
-        step = np.repeat(q.scale.reshape(-1), 16).reshape(w.shape)
-    # Half a step, plus the float32 rounding of w and of the product.
-    bound = step / 2 * (1 + 1e-5) + np.abs(w) * 2e-7
-    assert np.all(np.abs(restored - w) <= bound)
+
+    def per_element(param):
+        if granularity == "tensor":
+            return np.broadcast_to(param, w.shape)
+        if granularity == "channel":
+            return np.broadcast_to(param.reshape((-1,) + (1,) * (w.ndim - 1)), w.shape)
+        return np.repeat(param.reshape(-1), 16).reshape(w.shape)
+
+    step = per_element(q.scale).astype(np.float64)
+    zero = per_element(q.zero_point).astype(np.float64)
     qmin, qmax = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7)}[dtype]
+    error = np.abs(restored - w)
+    rounding = np.abs(w) * 2e-7  # float32 rounding of w and of the product
+    # Within the representable range [(qmin - zp) * scale, (qmax - zp) * scale]:
+    # half a step. Affine rounds the zero point to an integer, which may shift that
+    # range by half a step off [min, max]; the ends are then clamped, within a step.
+    inside = (w >= (qmin - zero) * step) & (w <= (qmax - zero) * step)
+    assert np.all((error <= step / 2 * (1 + 1e-5) + rounding)[inside])
+    slack = 1.0 if scheme == "affine" else 0.5
+    assert np.all(error <= step * slack * (1 + 1e-5) + rounding)
     values = q.int_repr()
     assert values.shape == w.shape and qmin <= values.min() and values.max() <= qmax
 
