@@ -121,11 +121,32 @@ def _bench_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_serve(args: argparse.Namespace) -> int:
+    from gradkit._bench_serve import run_serve_bench
+
+    rows = run_serve_bench(
+        quick=args.quick,
+        out=sys.stdout,
+        progress=not args.no_progress,
+        n_threads=args.threads,
+    )
+    failed = [f"{row.case} ({row.workers} worker(s))" for row in rows if not row.ok]
+    if failed:
+        print(
+            f"{PROG}: {len(failed)} case(s) missed their target or failed: "
+            + ", ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 # One runner per benchmark area; the keys are the choices of `gradkit bench AREA`.
 _BENCH_AREAS: dict[str, Callable[[argparse.Namespace], int]] = {
     "metrics": _bench_metrics,
     "train": _bench_train,
     "compress": _bench_compress,
+    "serve": _bench_serve,
 }
 
 
