@@ -3,6 +3,7 @@
 Same names, signatures, return values, exceptions and warnings as scikit-learn 1.9.
 """
 
+from gradkit.metrics import streaming as streaming
 from gradkit.metrics._classification import (
     accuracy_score,
     balanced_accuracy_score,

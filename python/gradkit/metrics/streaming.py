@@ -1,0 +1,889 @@
+"""Mergeable metric states: update on chunks, merge in any order, compute once.
+
+Each state keeps the smallest summary from which its metrics follow exactly:
+
+- ConfusionState: the weighted K x K table of (true, predicted) labels.
+- ProbabilisticState: per true label, the weighted sums of the log and Brier losses
+  the sample would have if that label turns out to be the positive class.
+- RegressionState: weight, mean (kept as two floats, so a mean of 1e6 keeps the
+  digits of a variance of 1e-6), centred sum of squares (Chan's parallel update),
+  and the weighted squared and absolute error sums.
+- RankingState: the distinct scores, sorted, with the count and weight of each
+  label at each score.
+- BinnedAUCState: positive and negative weight per fixed score bin: constant memory,
+  an approximate AUC and a bound on its error.
+
+The exact states compute through gradkit.metrics itself: the summary is turned back
+into a small weighted data set (one row per occupied cell), so every option, edge
+case, exception and warning of gradkit.metrics holds as on the whole data. Sums are
+added in another order than on the whole data: results agree to ~1e-15 relative.
+
+States serialise to plain JSON types with to_dict() / from_dict(); no pickle.
+Sample weights must be finite and non-negative; a chunk may have only zero weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+
+from gradkit._validation import (
+    LabelCounts,
+    check_pos_label,
+    check_targets,
+    target_labels,
+)
+from gradkit.metrics import _classification, _ranking
+
+__all__ = [
+    "BinnedAUCState",
+    "ConfusionState",
+    "ProbabilisticState",
+    "RankingState",
+    "RegressionState",
+    "state_from_dict",
+]
+
+_S = TypeVar("_S", bound="_State")
+
+
+def _chunk_weights(sample_weight: Any, n: int) -> np.ndarray | None:
+    """float64 weights of one chunk; unlike the metrics, all zeros are allowed."""
+    if sample_weight is None:
+        return None
+    if np.ndim(sample_weight) == 0:
+        sample_weight = np.full(n, sample_weight, dtype=np.float64)
+    w = check_array(
+        sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+    )
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(
+            f"sample_weight must be a 1-D array of length {n} (one weight per sample),"
+            f" got shape {w.shape}."
+        )
+    if n and w.min() < 0:
+        raise ValueError(
+            f"sample_weight must be non-negative in a streaming state; got {w.min()}."
+        )
+    return w
+
+
+def _json_scalar(value: Any) -> Any:
+    """A label as a plain Python bool / int / float / str."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if not isinstance(value, (bool, int, float, str)):
+        raise ValueError(
+            f"label {value!r} cannot be serialised: labels must be numbers, bools or "
+            "strings."
+        )
+    return value
+
+
+def _label_array(labels: list) -> np.ndarray:
+    return np.asarray(labels) if labels else np.empty(0)
+
+
+def _union_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.size and b.size and (a.dtype.kind in "US") != (b.dtype.kind in "US"):
+        raise ValueError(
+            "Mix of label input types (string and number): every chunk must use the "
+            "same kind of labels."
+        )
+    if not a.size:
+        return b.copy()
+    if not b.size:
+        return a.copy()
+    return np.union1d(a, b)
+
+
+def _positions(union: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.searchsorted(union, labels).astype(np.int64)
+
+
+def _require(d: Any, kind: str, keys: tuple[str, ...]) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"from_dict expects a dict, got {type(d).__name__}.")
+    if d.get("kind") != kind:
+        raise ValueError(f"from_dict: expected kind {kind!r}, got {d.get('kind')!r}.")
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise ValueError(f"from_dict: the {kind} state lacks the keys {missing}.")
+
+
+def _float_array(values: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"from_dict: {name} must hold numbers.") from None
+    if a.size == 0:
+        a = a.reshape(shape)
+    if a.shape != shape or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(
+            f"from_dict: {name} must be finite non-negative numbers of shape {shape}."
+        )
+    return a
+
+
+def _count_array(values: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    a = _float_array(values, name, shape)
+    if not np.all(a == np.round(a)):
+        raise ValueError(f"from_dict: {name} must hold whole counts.")
+    return a.astype(np.int64)
+
+
+class _State:
+    kind = ""
+
+    def merge(self: _S, other: _S) -> _S:
+        """A new state holding the data of both; neither input changes."""
+        if type(other) is not type(self):
+            raise ValueError(
+                f"cannot merge a {type(self).__name__} with a {type(other).__name__}."
+            )
+        merged = copy.deepcopy(self)
+        merged._absorb(other)
+        return merged
+
+    def _absorb(self: _S, other: _S) -> None:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------
+# Confusion counts
+
+
+class ConfusionState(_State):
+    """Weighted (true, predicted) label counts of binary or multiclass targets.
+
+    compute(metric, **kwargs) evaluates one of gradkit.metrics' label metrics with
+    its own keyword arguments (average, pos_label, zero_division, beta, ...).
+    """
+
+    kind = "confusion"
+    METRICS: dict[str, Callable[..., Any]] = {
+        "accuracy_score": _classification.accuracy_score,
+        "balanced_accuracy_score": _classification.balanced_accuracy_score,
+        "confusion_matrix": _classification.confusion_matrix,
+        "f1_score": _classification.f1_score,
+        "fbeta_score": _classification.fbeta_score,
+        "matthews_corrcoef": _classification.matthews_corrcoef,
+        "precision_recall_fscore_support": (
+            _classification.precision_recall_fscore_support
+        ),
+        "precision_score": _classification.precision_score,
+        "recall_score": _classification.recall_score,
+    }
+
+    def __init__(self) -> None:
+        self.labels_: np.ndarray = np.empty(0)
+        self.counts_ = np.zeros((0, 0), dtype=np.int64)
+        self.weights_ = np.zeros((0, 0), dtype=np.float64)
+        self.weighted_ = False
+
+    def update(
+        self, y_true: Any, y_pred: Any, sample_weight: Any = None
+    ) -> ConfusionState:
+        targets = check_targets(y_true, y_pred, None)
+        if not isinstance(targets, LabelCounts):
+            raise ValueError(
+                "ConfusionState takes binary or multiclass targets, not "
+                f"{targets.y_type}."
+            )
+        labels, counts = targets.labels, targets.counts.astype(np.int64)
+        w = _chunk_weights(sample_weight, int(counts.sum()))
+        weights: np.ndarray
+        if w is None:
+            weights = counts.astype(np.float64)
+        else:
+            k = len(labels)
+            t = np.searchsorted(labels, np.asarray(y_true).reshape(-1))
+            p = np.searchsorted(labels, np.asarray(y_pred).reshape(-1))
+            weights = np.bincount(t * k + p, weights=w, minlength=k * k).reshape(k, k)
+        self._add(labels, counts, weights, w is not None)
+        return self
+
+    def _add(
+        self,
+        labels: np.ndarray,
+        counts: np.ndarray,
+        weights: np.ndarray,
+        weighted: bool,
+    ) -> None:
+        union = _union_labels(self.labels_, labels)
+        new_counts = np.zeros((len(union), len(union)), dtype=np.int64)
+        new_weights = np.zeros((len(union), len(union)), dtype=np.float64)
+        for lab, c, w in ((self.labels_, self.counts_, self.weights_),
+                          (labels, counts, weights)):  # fmt: skip
+            idx = np.ix_(_positions(union, lab), _positions(union, lab))
+            new_counts[idx] += c
+            new_weights[idx] += w
+        self.labels_, self.counts_, self.weights_ = union, new_counts, new_weights
+        self.weighted_ = self.weighted_ or weighted
+
+    def _absorb(self, other: ConfusionState) -> None:
+        self._add(other.labels_, other.counts_, other.weights_, other.weighted_)
+
+    def compute(self, metric: str = "accuracy_score", **kwargs: Any) -> Any:
+        """gradkit.metrics.<metric> of all the data seen, with kwargs passed on."""
+        if metric not in self.METRICS:
+            raise ValueError(
+                f"metric must be one of {sorted(self.METRICS)}, got {metric!r}."
+            )
+        if not self.counts_.any():
+            raise ValueError("ConfusionState has seen no samples; update it first.")
+        # One row per occupied cell, weighted by the cell's total: the same table.
+        t, p = np.nonzero(self.counts_)
+        w = self.weights_[t, p] if self.weighted_ else self.counts_[t, p]
+        return self.METRICS[metric](
+            self.labels_[t], self.labels_[p], sample_weight=w, **kwargs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "labels": [_json_scalar(v) for v in self.labels_],
+            "counts": self.counts_.tolist(),
+            "weights": self.weights_.tolist(),
+            "weighted": bool(self.weighted_),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConfusionState:
+        _require(d, cls.kind, ("labels", "counts", "weights", "weighted"))
+        state = cls()
+        labels = _label_array(list(d["labels"]))
+        k = len(labels)
+        if k and not np.all(labels[:-1] < labels[1:]):
+            raise ValueError("from_dict: labels must be sorted and distinct.")
+        state.labels_ = labels
+        state.counts_ = _count_array(d["counts"], "counts", (k, k))
+        state.weights_ = _float_array(d["weights"], "weights", (k, k))
+        state.weighted_ = bool(d["weighted"])
+        return state
+
+
+# --------------------------------------------------------------------------------
+# Probabilistic losses of a binary problem
+
+
+# Columns of ProbabilisticState.sums_, one row per true label.
+_W, _LOG_IF_POS, _LOG_IF_NEG, _SQ_IF_POS, _SQ_IF_NEG = range(5)
+
+
+class ProbabilisticState(_State):
+    """Binary log loss and Brier score from the probability of the positive class.
+
+    Which label is positive is only known at the end (the greater of the two, or
+    pos_label), so each true label keeps the sums of both readings.
+    """
+
+    kind = "probabilistic"
+
+    def __init__(self) -> None:
+        self.labels_: np.ndarray = np.empty(0)
+        self.counts_ = np.zeros(0, dtype=np.int64)
+        self.sums_ = np.zeros((0, 5), dtype=np.float64)
+
+    def update(
+        self, y_true: Any, y_proba: Any, sample_weight: Any = None
+    ) -> ProbabilisticState:
+        prob = check_array(
+            y_proba,
+            ensure_2d=False,
+            dtype=[np.float64, np.float32],
+            input_name="y_proba",
+        )
+        if prob.ndim == 2 and prob.shape[1] == 1:
+            prob = prob[:, 0]
+        if prob.ndim != 1:
+            raise ValueError(
+                "y_proba must be 1-D, the probability of the positive class; "
+                f"got shape {prob.shape}."
+            )
+        if prob.size and (prob.max() > 1 or prob.min() < 0):
+            raise ValueError("y_proba must lie in [0, 1].")
+        y_type, labels, y = target_labels(y_true, "y_true")
+        if y_type != "binary":
+            raise ValueError(f"ProbabilisticState takes binary y_true, got {y_type}.")
+        check_consistent_length(y, prob)
+        w = _chunk_weights(sample_weight, prob.shape[0])
+        ww = np.ones(prob.shape[0]) if w is None else w
+        # sklearn clips the two columns [1 - p, p] with its dtype's epsilon.
+        eps = float(np.finfo(prob.dtype).eps)
+        p = prob.astype(np.float64)
+        p_pos = np.clip(p, eps, 1 - eps)
+        p_neg = np.clip(1 - p, eps, 1 - eps)
+        terms = np.stack(
+            [
+                ww,
+                ww * -np.log(p_pos),
+                ww * -np.log(p_neg),
+                ww * (1 - p) ** 2,
+                ww * p**2,
+            ],
+            axis=1,
+        )
+        codes = np.searchsorted(labels, y)
+        k = len(labels)
+        sums = np.stack(
+            [np.bincount(codes, weights=terms[:, j], minlength=k) for j in range(5)],
+            axis=1,
+        )
+        self._add(labels, np.bincount(codes, minlength=k).astype(np.int64), sums)
+        return self
+
+    def _add(self, labels: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> None:
+        union = _union_labels(self.labels_, labels)
+        if len(union) > 2:
+            raise ValueError(
+                "ProbabilisticState is binary: y_true holds more than two labels "
+                f"overall ({union.tolist()})."
+            )
+        new_counts = np.zeros(len(union), dtype=np.int64)
+        new_sums = np.zeros((len(union), 5))
+        for lab, c, s in ((self.labels_, self.counts_, self.sums_),
+                          (labels, counts, sums)):  # fmt: skip
+            new_counts[_positions(union, lab)] += c
+            new_sums[_positions(union, lab)] += s
+        self.labels_, self.counts_, self.sums_ = union, new_counts, new_sums
+
+    def _absorb(self, other: ProbabilisticState) -> None:
+        self._add(other.labels_, other.counts_, other.sums_)
+
+    def _total_weight(self) -> float:
+        if not self.counts_.any():
+            raise ValueError("ProbabilisticState has seen no samples; update it first.")
+        total = float(self.sums_[:, _W].sum())
+        if total == 0:
+            raise ValueError(
+                "Sample weights must contain at least one non-zero number."
+            )
+        return total
+
+    def log_loss(self, *, normalize: bool = True, labels: Any = None) -> float:
+        """gradkit.metrics.log_loss(y_true, y_proba, normalize=, labels=)."""
+        weight = self._total_weight()
+        present = self.labels_
+        if labels is None:
+            if len(present) == 1:
+                raise ValueError(
+                    f"y_true contains only one label ({present[0]}). Please provide "
+                    "the list of all expected class labels explicitly through the "
+                    "labels argument."
+                )
+            classes = present
+        else:
+            classes = np.unique(np.asarray(labels))
+            missing = np.setdiff1d(present, classes)
+            if len(missing):
+                raise ValueError(
+                    f"y_true contains values {set(missing.tolist())} not belonging to "
+                    f"the passed labels {labels}."
+                )
+            if len(classes) != 2:
+                raise ValueError(
+                    "ProbabilisticState is binary: labels must hold two classes, got "
+                    f"{classes}."
+                )
+        positive = present == classes[1]
+        loss = float(
+            self.sums_[positive, _LOG_IF_POS].sum()
+            + self.sums_[~positive, _LOG_IF_NEG].sum()
+        )
+        return loss / weight if normalize else loss
+
+    def brier_score_loss(
+        self, *, pos_label: Any = None, scale_by_half: Any = "auto"
+    ) -> float:
+        """gradkit.metrics.brier_score_loss(y_true, y_proba, pos_label=, ...)."""
+        weight = self._total_weight()
+        try:
+            pos_label = check_pos_label(pos_label, self.labels_)
+        except ValueError:
+            if self.labels_.dtype.kind in "OUS":
+                raise
+            pos_label = self.labels_[-1]  # as sklearn's Brier: the greater label
+        positive = self.labels_ == pos_label
+        sse = float(
+            self.sums_[positive, _SQ_IF_POS].sum()
+            + self.sums_[~positive, _SQ_IF_NEG].sum()
+        )
+        score = sse / weight * 2.0  # both columns [1 - p, p] contribute
+        half = scale_by_half is True or (
+            isinstance(scale_by_half, str) and scale_by_half == "auto"
+        )
+        return score * 0.5 if half else score
+
+    def compute(self, metric: str = "log_loss", **kwargs: Any) -> float:
+        if metric == "log_loss":
+            return self.log_loss(**kwargs)
+        if metric == "brier_score_loss":
+            return self.brier_score_loss(**kwargs)
+        raise ValueError(
+            f"metric must be 'log_loss' or 'brier_score_loss', got {metric!r}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "labels": [_json_scalar(v) for v in self.labels_],
+            "counts": self.counts_.tolist(),
+            "sums": self.sums_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProbabilisticState:
+        _require(d, cls.kind, ("labels", "counts", "sums"))
+        state = cls()
+        labels = _label_array(list(d["labels"]))
+        k = len(labels)
+        if k > 2 or (k == 2 and not labels[0] < labels[1]):
+            raise ValueError("from_dict: labels must be at most two, sorted, distinct.")
+        state.labels_ = labels
+        state.counts_ = _count_array(d["counts"], "counts", (k,))
+        state.sums_ = _float_array(d["sums"], "sums", (k, 5))
+        return state
+
+
+# --------------------------------------------------------------------------------
+# Regression
+
+
+def _two_sum(a: float, b: float) -> tuple[float, float]:
+    """(s, e) with s = fl(a + b) and a + b = s + e exactly (Knuth)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+class RegressionState(_State):
+    """MSE, MAE and R^2 of one output, merged with Chan's parallel update.
+
+    The weighted mean of y_true is kept as mean_hi + mean_lo (a double-double), so
+    the difference of two chunk means, which scales the between-chunk term of the
+    centred sum of squares, keeps its digits even when the mean is 1e6 and the
+    spread 1e-6.
+    """
+
+    kind = "regression"
+
+    def __init__(self) -> None:
+        self.n_ = 0
+        self.weight_ = 0.0
+        self.mean_hi_ = 0.0
+        self.mean_lo_ = 0.0
+        self.m2_ = 0.0
+        self.sse_ = 0.0
+        self.sae_ = 0.0
+
+    def update(
+        self, y_true: Any, y_pred: Any, sample_weight: Any = None
+    ) -> RegressionState:
+        check_consistent_length(y_true, y_pred, sample_weight)
+        t, p = (
+            column_or_1d(
+                check_array(y, ensure_2d=False, dtype=np.float64, input_name=name)
+            )
+            for y, name in ((y_true, "y_true"), (y_pred, "y_pred"))
+        )
+        w = _chunk_weights(sample_weight, t.shape[0])
+        ww = np.ones(t.shape[0]) if w is None else w
+        chunk = RegressionState()
+        chunk.n_ = int(t.shape[0])
+        chunk.weight_ = float(ww.sum())
+        d = t - p
+        chunk.sse_ = float(np.dot(ww, d * d))
+        chunk.sae_ = float(np.dot(ww, np.abs(d)))
+        if chunk.weight_ > 0:
+            hi = float(np.dot(ww, t) / chunk.weight_)
+            centred = t - hi
+            lo = float(np.dot(ww, centred) / chunk.weight_)  # the rounding of hi
+            chunk.mean_hi_, chunk.mean_lo_ = _two_sum(hi, lo)
+            dev = (t - chunk.mean_hi_) - chunk.mean_lo_
+            chunk.m2_ = float(np.dot(ww, dev * dev))
+        self._absorb(chunk)
+        return self
+
+    def _absorb(self, other: RegressionState) -> None:
+        wa, wb = self.weight_, other.weight_
+        if wb > 0 and wa == 0:
+            self.mean_hi_, self.mean_lo_, self.m2_ = (
+                other.mean_hi_,
+                other.mean_lo_,
+                other.m2_,
+            )
+        elif wb > 0:
+            total = wa + wb
+            delta = (other.mean_hi_ - self.mean_hi_) + (other.mean_lo_ - self.mean_lo_)
+            self.m2_ += other.m2_ + delta * delta * (wa * wb / total)
+            self.mean_hi_, self.mean_lo_ = _two_sum(
+                self.mean_hi_, self.mean_lo_ + delta * (wb / total)
+            )
+        self.n_ += other.n_
+        self.weight_ += wb
+        self.sse_ += other.sse_
+        self.sae_ += other.sae_
+
+    def _check_weight(self) -> None:
+        if self.n_ == 0:
+            raise ValueError("RegressionState has seen no samples; update it first.")
+        if self.weight_ == 0:
+            raise ValueError(
+                "Sample weights must contain at least one non-zero number."
+            )
+
+    @property
+    def mean_(self) -> float:
+        return self.mean_hi_ + self.mean_lo_
+
+    def mean_squared_error(self) -> float:
+        self._check_weight()
+        return self.sse_ / self.weight_
+
+    def mean_absolute_error(self) -> float:
+        self._check_weight()
+        return self.sae_ / self.weight_
+
+    def r2_score(self, *, force_finite: bool = True) -> float:
+        """gradkit.metrics.r2_score(y_true, y_pred, force_finite=) of one output."""
+        self._check_weight()
+        if self.n_ < 2:
+            warnings.warn(
+                "R^2 score is not well-defined with less than two samples.",
+                UndefinedMetricWarning,
+                stacklevel=2,
+            )
+            return float("nan")
+        numerator, denominator = self.sse_, self.m2_
+        if denominator != 0:
+            return 1 - numerator / denominator
+        if not force_finite:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return float(1 - np.float64(numerator) / np.float64(denominator))
+        return 0.0 if numerator != 0 else 1.0
+
+    def compute(self, metric: str = "mean_squared_error", **kwargs: Any) -> float:
+        methods = {
+            "mean_squared_error": self.mean_squared_error,
+            "mean_absolute_error": self.mean_absolute_error,
+            "r2_score": self.r2_score,
+        }
+        if metric not in methods:
+            raise ValueError(
+                f"metric must be one of {sorted(methods)}, got {metric!r}."
+            )
+        return methods[metric](**kwargs)
+
+    _FIELDS = ("weight", "mean_hi", "mean_lo", "m2", "sse", "sae")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "n": self.n_}
+        d.update({f: float(getattr(self, f + "_")) for f in self._FIELDS})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RegressionState:
+        _require(d, cls.kind, ("n",) + cls._FIELDS)
+        state = cls()
+        state.n_ = int(_count_array(d["n"], "n", ()))
+        for f in cls._FIELDS:
+            value = d[f]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"from_dict: {f} must be a number, got {value!r}.")
+            if not math.isfinite(value) or (
+                f not in ("mean_hi", "mean_lo") and value < 0
+            ):
+                raise ValueError(f"from_dict: {f} must be finite and non-negative.")
+            setattr(state, f + "_", float(value))
+        return state
+
+
+# --------------------------------------------------------------------------------
+# Ranking
+
+
+def _binary_scores(
+    y_true: Any, y_score: Any, sample_weight: Any, owner: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(labels, label code per row, float64 scores, weights) of one binary chunk."""
+    y_type, labels, y = target_labels(y_true, "y_true")
+    if y_type != "binary":
+        raise ValueError(f"{owner} takes binary y_true, got {y_type}.")
+    check_consistent_length(y, y_score)
+    scores = column_or_1d(
+        check_array(y_score, ensure_2d=False, dtype=np.float64, input_name="y_score")
+    )
+    w = _chunk_weights(sample_weight, scores.shape[0])
+    return labels, np.searchsorted(labels, y).astype(np.int64), scores, w
+
+
+class RankingState(_State):
+    """Exact binary ROC AUC and average precision: the distinct scores, sorted, with
+    the count and weight of each of the (at most two) labels at each score.
+
+    Memory grows with the number of distinct scores; see BinnedAUCState for a
+    constant-memory approximation.
+    """
+
+    kind = "ranking"
+    METRICS: dict[str, Callable[..., Any]] = {
+        "roc_auc_score": _ranking.roc_auc_score,
+        "average_precision_score": _ranking.average_precision_score,
+        "roc_curve": _ranking.roc_curve,
+        "precision_recall_curve": _ranking.precision_recall_curve,
+    }
+
+    def __init__(self) -> None:
+        self.labels_: np.ndarray = np.empty(0)
+        self.scores_ = np.zeros(0, dtype=np.float64)
+        self.counts_ = np.zeros((0, 0), dtype=np.int64)
+        self.weights_ = np.zeros((0, 0), dtype=np.float64)
+        self.weighted_ = False
+
+    def update(
+        self, y_true: Any, y_score: Any, sample_weight: Any = None
+    ) -> RankingState:
+        labels, codes, scores, w = _binary_scores(
+            y_true, y_score, sample_weight, "RankingState"
+        )
+        k = len(labels)
+        distinct, inverse = np.unique(scores, return_inverse=True)
+        cell = inverse.reshape(-1) * k + codes
+        size = len(distinct) * k
+        counts = np.bincount(cell, minlength=size).reshape(-1, k)
+        weights = np.bincount(cell, weights=w, minlength=size).reshape(-1, k)
+        self._add(labels, distinct, counts, weights.astype(np.float64), w is not None)
+        return self
+
+    def _add(
+        self,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        counts: np.ndarray,
+        weights: np.ndarray,
+        weighted: bool,
+    ) -> None:
+        union = _union_labels(self.labels_, labels)
+        if len(union) > 2:
+            raise ValueError(
+                "RankingState is binary: y_true holds more than two labels overall "
+                f"({union.tolist()})."
+            )
+        k = len(union)
+        distinct, inverse = np.unique(
+            np.concatenate([self.scores_, scores]), return_inverse=True
+        )
+        inverse = inverse.reshape(-1)
+        rows = np.split(inverse, [len(self.scores_)])
+        new_counts = np.zeros((len(distinct), k), dtype=np.int64)
+        new_weights = np.zeros((len(distinct), k), dtype=np.float64)
+        for row, lab, c, w in ((rows[0], self.labels_, self.counts_, self.weights_),
+                               (rows[1], labels, counts, weights)):  # fmt: skip
+            # Rows are distinct within one state, so plain fancy adds are exact.
+            idx = np.ix_(row, _positions(union, lab))
+            new_counts[idx] += c
+            new_weights[idx] += w
+        self.labels_, self.scores_ = union, distinct
+        self.counts_, self.weights_ = new_counts, new_weights
+        self.weighted_ = self.weighted_ or weighted
+
+    def _absorb(self, other: RankingState) -> None:
+        self._add(
+            other.labels_, other.scores_, other.counts_, other.weights_, other.weighted_
+        )
+
+    def compute(self, metric: str = "roc_auc_score", **kwargs: Any) -> Any:
+        """gradkit.metrics.<metric> of all the data seen, with kwargs passed on."""
+        if metric not in self.METRICS:
+            raise ValueError(
+                f"metric must be one of {sorted(self.METRICS)}, got {metric!r}."
+            )
+        if not self.counts_.any():
+            raise ValueError("RankingState has seen no samples; update it first.")
+        # One row per (score, label) that occurs: the same tie groups and weights.
+        s, c = np.nonzero(self.counts_)
+        w = self.weights_[s, c] if self.weighted_ else self.counts_[s, c]
+        return self.METRICS[metric](
+            self.labels_[c], self.scores_[s], sample_weight=w, **kwargs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "labels": [_json_scalar(v) for v in self.labels_],
+            "scores": self.scores_.tolist(),
+            "counts": self.counts_.tolist(),
+            "weights": self.weights_.tolist(),
+            "weighted": bool(self.weighted_),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RankingState:
+        _require(d, cls.kind, ("labels", "scores", "counts", "weights", "weighted"))
+        state = cls()
+        labels = _label_array(list(d["labels"]))
+        k = len(labels)
+        if k > 2 or (k == 2 and not labels[0] < labels[1]):
+            raise ValueError("from_dict: labels must be at most two, sorted, distinct.")
+        try:
+            scores = np.asarray(d["scores"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError("from_dict: scores must hold numbers.") from None
+        if not np.all(np.isfinite(scores)) or np.any(np.diff(scores) <= 0):
+            raise ValueError("from_dict: scores must be finite, sorted and distinct.")
+        state.labels_, state.scores_ = labels, scores
+        shape = (len(scores), k)
+        state.counts_ = _count_array(d["counts"], "counts", shape)
+        state.weights_ = _float_array(d["weights"], "weights", shape)
+        state.weighted_ = bool(d["weighted"])
+        return state
+
+
+class BinnedAUCState(_State):
+    """Approximate binary ROC AUC in constant memory, with a bound on its error.
+
+    Scores are counted in n_bins equal bins over score_range (scores outside go to
+    the first or last bin). Pairs in different bins are ordered exactly; a positive
+    and a negative in the same bin get half credit, as a tie would. Each such pair
+    is off by at most 1/2, so compute() returns (auc, bound) with
+    |auc - exact AUC| <= bound = sum_b pos_b * neg_b / 2 / (P * N).
+    """
+
+    kind = "binned_auc"
+
+    def __init__(
+        self,
+        n_bins: int = 1024,
+        score_range: tuple[float, float] = (0.0, 1.0),
+        pos_label: Any = 1,
+    ) -> None:
+        self.n_bins = n_bins
+        self.score_range = score_range
+        self.pos_label = pos_label
+
+    def _check_params(self) -> tuple[int, float, float]:
+        n_bins = self.n_bins
+        if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)):
+            raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
+        if n_bins < 1:
+            raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
+        try:
+            lo, hi = (float(v) for v in self.score_range)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"score_range must be two numbers (low, high), got "
+                f"{self.score_range!r}."
+            ) from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(
+                f"score_range must be finite with low < high, got {self.score_range!r}."
+            )
+        _json_scalar(self.pos_label)
+        return int(n_bins), lo, hi
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "pos_"):
+            n_bins, _, _ = self._check_params()
+            self.pos_ = np.zeros(n_bins)
+            self.neg_ = np.zeros(n_bins)
+        return self.pos_, self.neg_
+
+    def update(
+        self, y_true: Any, y_score: Any, sample_weight: Any = None
+    ) -> BinnedAUCState:
+        n_bins, lo, hi = self._check_params()
+        pos, neg = self._arrays()
+        labels, codes, scores, w = _binary_scores(
+            y_true, y_score, sample_weight, "BinnedAUCState"
+        )
+        is_pos = (labels == self.pos_label)[codes]
+        ww = np.ones(scores.shape[0]) if w is None else w
+        bins = np.floor((scores - lo) / (hi - lo) * n_bins)
+        bins = np.clip(bins, 0, n_bins - 1).astype(np.int64)
+        pos += np.bincount(bins, weights=ww * is_pos, minlength=n_bins)
+        neg += np.bincount(bins, weights=ww * ~is_pos, minlength=n_bins)
+        return self
+
+    def _absorb(self, other: BinnedAUCState) -> None:
+        if (self._check_params(), _json_scalar(self.pos_label)) != (
+            other._check_params(),
+            _json_scalar(other.pos_label),
+        ):
+            raise ValueError(
+                "cannot merge BinnedAUCStates with different n_bins, score_range or "
+                "pos_label."
+            )
+        pos, neg = self._arrays()
+        other_pos, other_neg = other._arrays()
+        self.pos_, self.neg_ = pos + other_pos, neg + other_neg
+
+    def compute(self) -> tuple[float, float]:
+        """(approximate AUC, bound on its distance to the exact AUC)."""
+        pos, neg = self._arrays()
+        total_pos, total_neg = float(pos.sum()), float(neg.sum())
+        if total_pos == 0 or total_neg == 0:
+            warnings.warn(
+                "BinnedAUCState needs positive and negative weight: ROC AUC is not "
+                "defined with only one class.",
+                UndefinedMetricWarning,
+                stacklevel=2,
+            )
+            return float("nan"), float("nan")
+        neg_below = np.cumsum(neg) - neg
+        pairs = total_pos * total_neg
+        auc = float(np.dot(pos, neg_below) + 0.5 * np.dot(pos, neg)) / pairs
+        bound = float(0.5 * np.dot(pos, neg)) / pairs
+        return auc, bound
+
+    def to_dict(self) -> dict[str, Any]:
+        n_bins, lo, hi = self._check_params()
+        pos, neg = self._arrays()
+        return {
+            "kind": self.kind,
+            "n_bins": n_bins,
+            "score_range": [lo, hi],
+            "pos_label": _json_scalar(self.pos_label),
+            "pos": pos.tolist(),
+            "neg": neg.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BinnedAUCState:
+        _require(d, cls.kind, ("n_bins", "score_range", "pos_label", "pos", "neg"))
+        state = cls(d["n_bins"], tuple(d["score_range"]), d["pos_label"])
+        n_bins, _, _ = state._check_params()
+        state.pos_ = _float_array(d["pos"], "pos", (n_bins,))
+        state.neg_ = _float_array(d["neg"], "neg", (n_bins,))
+        return state
+
+
+_KINDS: dict[str, Any] = {
+    cls.kind: cls
+    for cls in (
+        ConfusionState,
+        ProbabilisticState,
+        RegressionState,
+        RankingState,
+        BinnedAUCState,
+    )
+}
+
+
+def state_from_dict(d: dict[str, Any]) -> Any:
+    """Rebuild any state from its to_dict(), dispatching on d["kind"]."""
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind not in _KINDS:
+        raise ValueError(
+            f"unknown state kind {kind!r}; expected one of {list(_KINDS)}."
+        )
+    return _KINDS[kind].from_dict(d)
