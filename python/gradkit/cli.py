@@ -141,11 +141,19 @@ def _bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_patch(args: argparse.Namespace) -> int:
+    from gradkit._bench_patch import run_patch_bench
+
+    rows = run_patch_bench(args.quick, sys.stdout, not args.no_progress, n=args.n)
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
 # One runner per benchmark area; the keys are the choices of `gradkit bench AREA`.
 _BENCH_AREAS: dict[str, Callable[[argparse.Namespace], int]] = {
     "metrics": _bench_metrics,
     "train": _bench_train,
     "compress": _bench_compress,
+    "patch": _bench_patch,
     "serve": _bench_serve,
 }
 
