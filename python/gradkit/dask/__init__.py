@@ -1,0 +1,40 @@
+"""gradkit on Dask: metrics of dask arrays (and dataframe columns), reduced to
+mergeable states on the workers and merged in a tree, exactly (never by averaging
+per-chunk values). Needs the dask extra: pip install "gradkit[dask]".
+"""
+
+from gradkit.dask._metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    binned_roc_auc,
+    brier_score_loss,
+    f1_score,
+    fbeta_score,
+    log_loss,
+    matthews_corrcoef,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
+
+__all__ = [
+    "accuracy_score",
+    "average_precision_score",
+    "balanced_accuracy_score",
+    "binned_roc_auc",
+    "brier_score_loss",
+    "f1_score",
+    "fbeta_score",
+    "log_loss",
+    "matthews_corrcoef",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "precision_score",
+    "r2_score",
+    "recall_score",
+    "roc_auc_score",
+]
