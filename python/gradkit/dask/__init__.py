@@ -1,8 +1,11 @@
 """gradkit on Dask: metrics of dask arrays (and dataframe columns), reduced to
 mergeable states on the workers and merged in a tree, exactly (never by averaging
-per-chunk values). Needs the dask extra: pip install "gradkit[dask]".
+per-chunk values); LogisticRegression and LinearRegression fitted by L-BFGS on
+gradients summed over the chunks, each computed by gradkit's fused kernel on the
+worker that holds the chunk. Needs the dask extra: pip install "gradkit[dask]".
 """
 
+from gradkit.dask._linear import LinearRegression, LogisticRegression
 from gradkit.dask._metrics import (
     accuracy_score,
     average_precision_score,
@@ -22,6 +25,8 @@ from gradkit.dask._metrics import (
 )
 
 __all__ = [
+    "LinearRegression",
+    "LogisticRegression",
     "accuracy_score",
     "average_precision_score",
     "balanced_accuracy_score",

@@ -1,0 +1,373 @@
+"""LogisticRegression and LinearRegression fitted on dask arrays.
+
+The rows of X live on the workers, persisted once; the model is a few numbers.
+Every evaluation of the objective is one dask computation: each row chunk's
+loss and gradient come from gradkit's fused loss_grad kernel on the worker that
+holds the chunk, and the (d + 2)-float partial results are summed in a tree.
+scipy's L-BFGS-B drives the evaluations from the client, so the fit is
+scikit-learn's lbfgs fit on the same objective, and its result equals the
+in-memory one to the optimizer's tolerance:
+
+- LogisticRegression (binary): (1 / n) sum_i log_loss_i + ||w||^2 / (2 C n)
+- LinearRegression: (1 / n) sum_i (y_i - p_i)^2 / 2
+
+The optimizer works in standardized coordinates (u = w * sigma, c = b + w . mu,
+with the column means and spreads of X, found in the same pass that checks y),
+as gradkit.linear_model._full_batch does: the same model, better conditioned.
+
+A failed evaluation (a task raising, a worker lost more often than Dask's
+retries allow) makes fit raise RuntimeError naming the evaluation; the estimator
+is left without coef_, never half trained.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+from gradkit import _config
+
+__all__ = ["LinearRegression", "LogisticRegression"]
+
+_SQUARED_ERROR = 0
+_LOG_LOSS = 4
+
+
+def _chunk_loss_grad(
+    X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: np.ndarray, loss: int
+) -> np.ndarray:
+    """[sum loss, grad_coef (d), grad_intercept] of one row chunk, as a (1, d + 2)
+    block. Runs on the worker holding the chunk."""
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    X = np.ascontiguousarray(X)
+    y = np.ascontiguousarray(y.reshape(-1), dtype=np.float64)
+    d = X.shape[1]
+    grad_coef = np.empty((1, d))
+    grad_intercept = np.empty(1)
+    total = _config.kernels("linear").loss_grad(
+        X, None, None, y, None, None, coef, intercept, loss, 0.0,
+        grad_coef, grad_intercept, _config.n_threads(),
+    )  # fmt: skip
+    out = np.empty((1, d + 2))
+    out[0, 0] = total
+    out[0, 1 : d + 1] = grad_coef[0]
+    out[0, d + 1] = grad_intercept[0]
+    return out
+
+
+def _loss_grad_sum(
+    X: da.Array, y: da.Array, coef: np.ndarray, intercept: np.ndarray, loss: int
+) -> np.ndarray:
+    """[sum loss, grad_coef, grad_intercept] over all rows: one dask computation.
+    The model is embedded in the graph (d + 1 floats, smaller than a scatter's
+    round trip)."""
+    d = X.shape[1]
+    parts = da.map_blocks(
+        _chunk_loss_grad,
+        X,
+        y[:, None],
+        coef=coef,
+        intercept=intercept,
+        loss=loss,
+        chunks=((1,) * X.numblocks[0], (d + 2,)),
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+    )
+    return np.asarray(parts.sum(axis=0).compute())
+
+
+def _as_dask(a: Any, name: str) -> da.Array:
+    if isinstance(a, da.Array):
+        return a
+    if hasattr(a, "shape") or isinstance(a, list | tuple):
+        return da.from_array(np.asarray(a))
+    raise TypeError(f"{name} must be a dask or numpy array, got {type(a).__name__}.")
+
+
+def _check_X(X: Any, n_features: int | None = None) -> da.Array:
+    X = _as_dask(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got {X.ndim}-D.")
+    if np.isnan(X.shape[0]) or any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError(
+            "X has unknown chunk sizes; call X.compute_chunk_sizes() first."
+        )
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the model was fitted with {n_features}."
+        )
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    # The kernel takes whole rows: one chunk across the columns.
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _check_Xy(X: Any, y: Any) -> tuple[da.Array, da.Array]:
+    X = _check_X(X)
+    y = _as_dask(y, "y")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (n_samples,), got shape {y.shape}.")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"X and y have different numbers of samples: {X.shape[0]} and {y.shape[0]}."
+        )
+    if X.shape[0] == 0:
+        raise ValueError("X and y have no samples; fit needs at least one.")
+    if y.chunks[0] != X.chunks[0]:
+        y = y.rechunk({0: X.chunks[0]})
+    return X, y
+
+
+def _fit_lbfgs(
+    X: da.Array,
+    y: da.Array,
+    loss: int,
+    l2: float,
+    fit_intercept: bool,
+    mean: np.ndarray,
+    spread: np.ndarray,
+    tol: float,
+    max_iter: int,
+    name: str,
+) -> tuple[np.ndarray, float, int]:
+    """(coef (d,), intercept, n_iter) minimizing (1 / n) sum loss + l2 / 2 ||w||^2."""
+    n, d = X.shape
+    if fit_intercept:
+        mu = mean
+        sigma = np.where(spread > 1e-12 * (1 + np.abs(mean)), spread, 1.0)
+    else:  # no centering: scale by the root mean square
+        mu = np.zeros(d)
+        rms = np.sqrt(spread**2 + mean**2)
+        sigma = np.where(rms > 1e-12, rms, 1.0)
+    evaluations = 0
+
+    def model(theta: np.ndarray) -> tuple[np.ndarray, float]:
+        w = theta[:d] / sigma
+        b = float(theta[d] - w @ mu) if fit_intercept else 0.0
+        return w, b
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal evaluations
+        evaluations += 1
+        w, b = model(theta)
+        try:
+            total = _loss_grad_sum(
+                X, y, np.ascontiguousarray(w[None, :]), np.array([b]), loss
+            )
+        except Exception as exc:
+            raise RuntimeError(
+                f"{name}.fit failed at evaluation {evaluations} of the objective "
+                f"(a task on the dask cluster raised {type(exc).__name__}: {exc}); "
+                "the estimator was not fitted."
+            ) from exc
+        gw = total[1 : d + 1] / n + l2 * w
+        gb = total[d + 1] / n
+        grad = np.zeros(d + 1)
+        grad[:d] = (gw - gb * mu) / sigma
+        if fit_intercept:
+            grad[d] = gb
+        value = total[0] / n + 0.5 * l2 * float(w @ w)
+        return float(value), grad
+
+    result = minimize(
+        objective,
+        np.zeros(d + 1),
+        method="L-BFGS-B",
+        jac=True,
+        # scikit-learn's lbfgs options, for the same stopping point.
+        options={
+            "maxiter": max_iter,
+            "maxls": 50,
+            "gtol": tol,
+            "ftol": 64 * np.finfo(float).eps,
+        },
+    )
+    if not np.all(np.isfinite(result.x)):
+        raise RuntimeError(f"{name}.fit diverged: the coefficients are not finite.")
+    if result.status == 1:
+        warnings.warn(
+            f"{name}: L-BFGS did not converge in max_iter={max_iter} iterations; "
+            "increase max_iter or scale the data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    w, b = model(result.x)
+    return w, b, int(result.nit)
+
+
+def _decision(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    return np.asarray(X, dtype=np.float64) @ coef + intercept
+
+
+def _take(positive: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return classes[positive.astype(np.intp)]
+
+
+def _proba(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    p = 0.5 * (1.0 + np.tanh(0.5 * _decision(X, coef, intercept)))  # the sigmoid
+    return np.stack([1.0 - p, p], axis=1)
+
+
+class _DaskLinear(BaseEstimator):
+    coef_: np.ndarray
+    intercept_: Any
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; "
+                "call fit first."
+            )
+
+    def _decision(self, X: Any) -> da.Array:
+        self._check_fitted()
+        X = _check_X(X, self.n_features_in_)
+        coef = np.ravel(self.coef_)
+        intercept = float(np.ravel(self.intercept_)[0])
+        return X.map_blocks(
+            _decision, coef, intercept, drop_axis=1, dtype=np.float64,
+            meta=np.empty((0,)),
+        )  # fmt: skip
+
+    def _statistics(self, X: da.Array, y: da.Array) -> tuple[Any, ...]:
+        """Column means and spreads of X (and whatever the subclass adds), one pass."""
+        mean = X.mean(axis=0, dtype=np.float64)
+        spread = X.std(axis=0, dtype=np.float64)
+        return mean, spread
+
+
+class LogisticRegression(ClassifierMixin, _DaskLinear):
+    """Binary L2 logistic regression on dask arrays, fitted by L-BFGS over the
+    workers: scikit-learn's LogisticRegression(solver="lbfgs") objective, with
+    its C, fit_intercept, tol and max_iter.
+
+    X: a dask array (n_samples, n_features), split into row chunks only (column
+    chunks are merged); y: 1-D with two classes, rechunked to X's rows. Both are
+    persisted once; every L-BFGS evaluation is one pass of gradkit's fused
+    loss and gradient kernel over each chunk, on the worker that holds it.
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        fit_intercept: bool = True,
+        tol: float = 1e-4,
+        max_iter: int = 100,
+    ) -> None:
+        self.C = C
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def fit(self, X: Any, y: Any) -> LogisticRegression:
+        if not self.C > 0:
+            raise ValueError(f"C must be positive, got {self.C!r}.")
+        X, y = _check_Xy(X, y)
+        X, y = dask.persist(X, y)
+        mean, spread = self._statistics(X, y)
+        classes, mean, spread = dask.compute(da.unique(y), mean, spread)
+        if len(classes) != 2:
+            raise ValueError(
+                "gradkit.dask.LogisticRegression is binary: y must have exactly 2 "
+                f"classes, got {len(classes)} ({classes[:5].tolist()}"
+                f"{'...' if len(classes) > 5 else ''})."
+            )
+        y01 = (y == classes[1]).astype(np.float64)
+        n = X.shape[0]
+        coef, intercept, n_iter = _fit_lbfgs(
+            X, y01, _LOG_LOSS, 1.0 / (self.C * n), self.fit_intercept,
+            mean, spread, self.tol, self.max_iter, type(self).__name__,
+        )  # fmt: skip
+        # Only a finished fit sets the attributes.
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        self.n_iter_ = np.array([n_iter])
+        self.intercept_ = np.array([intercept])
+        self.coef_ = coef[None, :]
+        return self
+
+    def decision_function(self, X: Any) -> da.Array:
+        """x . coef + intercept per row, as a dask array (n_samples,)."""
+        return self._decision(X)
+
+    def predict_proba(self, X: Any) -> da.Array:
+        """Class probabilities, a dask array (n_samples, 2) in classes_ order."""
+        self._check_fitted()
+        X = _check_X(X, self.n_features_in_)
+        return X.map_blocks(
+            _proba, np.ravel(self.coef_), float(self.intercept_[0]),
+            chunks=(X.chunks[0], (2,)), dtype=np.float64, meta=np.empty((0, 0)),
+        )  # fmt: skip
+
+    def predict_log_proba(self, X: Any) -> da.Array:
+        return da.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> da.Array:
+        """Predicted class labels, a dask array (n_samples,)."""
+        positive = self.decision_function(X) > 0
+        return positive.map_blocks(_take, self.classes_, dtype=self.classes_.dtype)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy on (X, y), a float."""
+        if sample_weight is not None:
+            raise ValueError("gradkit.dask.LogisticRegression.score: no sample_weight.")
+        X, y = _check_Xy(X, y)
+        return float((self.predict(X) == y).mean().compute())
+
+
+class LinearRegression(RegressorMixin, _DaskLinear):
+    """Ordinary least squares on dask arrays, fitted by L-BFGS over the workers
+    (the same model as scikit-learn's LinearRegression, to the tolerance).
+
+    tol is L-BFGS's gradient tolerance on (1 / n) sum (y - p)^2 / 2 in
+    standardized coordinates; max_iter bounds its iterations.
+    """
+
+    def __init__(
+        self, fit_intercept: bool = True, tol: float = 1e-6, max_iter: int = 200
+    ) -> None:
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def fit(self, X: Any, y: Any) -> LinearRegression:
+        X, y = _check_Xy(X, y)
+        y = y.astype(np.float64)
+        X, y = dask.persist(X, y)
+        mean, spread = dask.compute(*self._statistics(X, y))
+        coef, intercept, n_iter = _fit_lbfgs(
+            X, y, _SQUARED_ERROR, 0.0, self.fit_intercept, mean, spread,
+            self.tol, self.max_iter, type(self).__name__,
+        )  # fmt: skip
+        self.n_features_in_ = X.shape[1]
+        self.n_iter_ = n_iter
+        self.intercept_ = intercept
+        self.coef_ = coef
+        return self
+
+    def predict(self, X: Any) -> da.Array:
+        """x . coef + intercept per row, a dask array (n_samples,)."""
+        return self._decision(X)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R^2 of the predictions on (X, y), a float."""
+        if sample_weight is not None:
+            raise ValueError("gradkit.dask.LinearRegression.score: no sample_weight.")
+        X, y = _check_Xy(X, y)
+        y = y.astype(np.float64)
+        residual = ((y - self.predict(X)) ** 2).sum()
+        total = ((y - y.mean()) ** 2).sum()
+        ss_res, ss_tot = dask.compute(residual, total)
+        return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
