@@ -148,12 +148,21 @@ def _bench_patch(args: argparse.Namespace) -> int:
     return 0 if all(row["ok"] for row in rows) else 1
 
 
+def _bench_dask(args: argparse.Namespace) -> int:
+    from gradkit._bench_dask import run_dask_bench
+
+    result = run_dask_bench(args.quick, sys.stdout, not args.no_progress, n=args.n)
+    rows = result["metrics"] + result["logistic"]
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
 # One runner per benchmark area; the keys are the choices of `gradkit bench AREA`.
 _BENCH_AREAS: dict[str, Callable[[argparse.Namespace], int]] = {
     "metrics": _bench_metrics,
     "train": _bench_train,
     "compress": _bench_compress,
     "patch": _bench_patch,
+    "dask": _bench_dask,
     "serve": _bench_serve,
 }
 
