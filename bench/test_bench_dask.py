@@ -23,19 +23,7 @@ def result() -> dict[str, list[dict[str, Any]]]:
     return run_dask_bench(quick=True, out=None, progress=False)
 
 
-# A known defect, recorded so that it shows until fixed: gradkit.dask's exact ROC
-# AUC rebuilds a weighted data set from the merged per-score sums, whose float
-# sums run in another order than the in-memory kernel's: 4.6e-11 relative off at
-# 10^7 scores (and slow: each merge re-sorts the distinct scores).
-ROC_AUC_DEFECT = pytest.mark.xfail(
-    strict=True, reason="gradkit.dask roc_auc_score is 5e-11 off at 10^7 scores"
-)
-
-
-@pytest.mark.parametrize(
-    "metric",
-    [pytest.param("roc_auc_score", marks=ROC_AUC_DEFECT), "log_loss", "accuracy_score"],
-)
+@pytest.mark.parametrize("metric", ["roc_auc_score", "log_loss", "accuracy_score"])
 def test_metric_exact(result: dict[str, list[dict[str, Any]]], metric: str) -> None:
     (row,) = [r for r in result["metrics"] if r["name"] == metric]
     assert row["ok"], f"{metric}: dask {row['dask']!r} != in memory {row['memory']!r}"

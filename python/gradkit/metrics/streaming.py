@@ -710,12 +710,34 @@ class RankingState(_State):
             )
         if not self.counts_.any():
             raise ValueError("RankingState has seen no samples; update it first.")
+        if (
+            metric == "roc_auc_score"
+            and kwargs.get("max_fpr") is None  # average etc. do not matter: binary
+            and not self.weighted_
+            and self.counts_.shape[1] == 2
+            and self.counts_.sum(axis=0).all()
+        ):
+            return self._mann_whitney_auc()
         # One row per (score, label) that occurs: the same tie groups and weights.
         s, c = np.nonzero(self.counts_)
         w = self.weights_[s, c] if self.weighted_ else self.counts_[s, c]
         return self.METRICS[metric](
             self.labels_[c], self.scores_[s], sample_weight=w, **kwargs
         )
+
+    def _mann_whitney_auc(self) -> float:
+        """The unweighted ROC AUC straight from the per-score counts: sum over
+        scores g, highest first, of neg_g * (pos_above_g + pos_g / 2), over P * N
+        (the formula of gradkit's binary_auc kernel). With integer counts every
+        term and partial sum is an exact half-integer below 2**53, so this equals
+        the in-memory result bit for bit, whatever the chunking; rebuilding a
+        weighted data set instead went through float curve arithmetic (5e-11 off
+        at 10**7 scores) and cost a pass over every distinct score."""
+        negatives = self.counts_[::-1, 0].astype(np.float64)
+        positives = self.counts_[::-1, 1].astype(np.float64)
+        above = np.cumsum(positives) - positives
+        total = float(np.sum(negatives * (above + positives / 2)))
+        return total / (float(positives.sum()) * float(negatives.sum()))
 
     def to_dict(self) -> dict[str, Any]:
         return {
