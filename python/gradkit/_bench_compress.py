@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from gradkit._bench import GRADKIT_BACKENDS, Repeats, _fmt_ms, best_time_ms
-from gradkit._bench_train import Row, format_table
+from gradkit._bench_train import Row, print_rows, run_cases
 from gradkit._table import text_table
 
 FULL_SIDE, QUICK_SIDE = 4096, 2048
@@ -287,34 +287,20 @@ def run_compress_bench(
 
     side = n or (QUICK_SIDE if quick else FULL_SIDE)
     w = np.random.default_rng(0).standard_normal((side, side), dtype=np.float32)
-    rows: list[Row] = []
-    cases: list[Callable[[], Row]] = []
     torch_q: list[Any] = [None]
 
     def quantize_case() -> Row:
         row, torch_q[0] = _quantize_case(w)
         return row
 
-    cases = [
-        quantize_case,
-        lambda: _dequantize_case(w, torch_q[0]),
-        lambda: _prune_case(w, Repeats(1 if not quick else 2, 0.0)),
+    cases: list[tuple[str, Callable[[], Row]]] = [
+        ("quantize", quantize_case),
+        ("dequantize", lambda: _dequantize_case(w, torch_q[0])),
+        ("prune", lambda: _prune_case(w, Repeats(1 if not quick else 2, 0.0))),
     ]
     with gradkit.config_context(n_threads=n_threads):
         threads = gradkit._config.n_threads()
-        for i, case in enumerate(cases, 1):
-            try:
-                row = case()
-            except Exception as exc:  # one broken case must not hide the others
-                row = Row(f"case {i}", "-", ok=False,
-                          problems=[f"{type(exc).__name__}: {exc}"])  # fmt: skip
-            rows.append(row)
-            if progress:
-                print(
-                    f"[{i}/{len(cases)}] {row.case:<36} cpp "
-                    f"{_fmt_ms(row.ms.get('cpp')):>8}  peer {_fmt_ms(row.peer_ms):>8}",
-                    file=sys.stderr,
-                )
+        rows = run_cases(cases, progress)
         if progress:
             print("compressing the bench models ...", file=sys.stderr)
         ratios = ratio_rows(progress)
@@ -324,10 +310,7 @@ def run_compress_bench(
             f"float32, {threads} thread(s)",
             file=out,
         )
-        print(format_table(rows), file=out)
-        for row in rows:
-            for problem in row.problems:
-                print(f"!!! {row.case}: {problem}", file=out)
+        print_rows(rows, out)
         print("\nsizes of gradkit.save files, metric = test accuracy", file=out)
         print(format_ratio_table(ratios), file=out)
     return rows, ratios

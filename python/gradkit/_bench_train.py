@@ -11,6 +11,7 @@ within 1e-6, the same step), so a fast wrong answer shows up as a failure.
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from gradkit._bench import GRADKIT_BACKENDS, Repeats, _fmt_ms, _fmt_ratio, best_time_ms
+from gradkit._table import text_table
 
 FULL_SHAPE = (1_000_000, 100)
 QUICK_SHAPE = (200_000, 100)
@@ -231,37 +233,49 @@ def run_train_bench(
     if progress:
         print(f"gradkit bench train: making data, {n:,} x {d} ...", file=sys.stderr)
     data = make_train_data(n, d)
-    rows = []
     names = cases or list(CASES)
     with gradkit.config_context(n_threads=n_threads), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning of the fixed-epoch fits
         threads = gradkit._config.n_threads()
-        for i, name in enumerate(names, 1):
-            try:
-                row = CASES[name](data)
-            except Exception as exc:  # one broken case must not hide the others
-                row = Row(
-                    name, "-", ok=False, problems=[f"{type(exc).__name__}: {exc}"]
-                )
-            rows.append(row)
-            if progress:
-                ms = row.ms.get("cpp")
-                print(
-                    f"[{i}/{len(names)}] {row.case:<40} cpp {_fmt_ms(ms):>8}  "
-                    f"peer {_fmt_ms(row.peer_ms):>8}  {'ok' if row.ok else 'FAILED'}",
-                    file=sys.stderr,
-                )
+        rows = run_cases(
+            [(name, functools.partial(CASES[name], data)) for name in names], progress
+        )
     if out is not None:
         print(
             f"gradkit {gradkit.__version__} training benchmark: {n:,} x {d} float64, "
             f"{threads} thread(s)",
             file=out,
         )
-        print(format_table(rows), file=out)
-        for row in rows:
-            for problem in row.problems:
-                print(f"!!! {row.case}: {problem}", file=out)
+        print_rows(rows, out)
     return rows
+
+
+def run_cases(cases: list[tuple[str, Callable[[], Row]]], progress: bool) -> list[Row]:
+    """Run each (name, case); a case that raises becomes a failed row, so one broken
+    case does not hide the others. A progress line per case on stderr."""
+    rows = []
+    for i, (name, case) in enumerate(cases, 1):
+        try:
+            row = case()
+        except Exception as exc:  # one broken case must not hide the others
+            row = Row(name, "-", ok=False, problems=[f"{type(exc).__name__}: {exc}"])
+        rows.append(row)
+        if progress:
+            print(
+                f"[{i}/{len(cases)}] {row.case:<40} cpp "
+                f"{_fmt_ms(row.ms.get('cpp')):>8}  peer {_fmt_ms(row.peer_ms):>8}  "
+                f"{'ok' if row.ok else 'FAILED'}",
+                file=sys.stderr,
+            )
+    return rows
+
+
+def print_rows(rows: list[Row], out: TextIO) -> None:
+    """The table of rows, then each problem a row reported."""
+    print(format_table(rows), file=out)
+    for row in rows:
+        for problem in row.problems:
+            print(f"!!! {row.case}: {problem}", file=out)
 
 
 def format_table(rows: list[Row]) -> str:
@@ -283,14 +297,4 @@ def format_table(rows: list[Row]) -> str:
                 "ok" if row.ok else "FAILED",
             ]
         )
-    widths = [max(len(t), *(len(c[i]) for c in cells)) for i, t in enumerate(titles)]
-    right = {1, 2, 4, 5}
-
-    def line(texts: list[str]) -> str:
-        return "  ".join(
-            t.rjust(w) if i in right else t.ljust(w)
-            for i, (t, w) in enumerate(zip(texts, widths, strict=True))
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(titles), rule, *(line(c) for c in cells)])
+    return text_table(titles, cells, right={1, 2, 4, 5})

@@ -58,6 +58,18 @@ def _sample_count(text: str) -> int:
 # --- gradkit bench ---------------------------------------------------------------
 
 
+def _bench_outcome(failed: list[str], what: str) -> int:
+    """The exit code of a benchmark: 1, saying which, when some rows `what`."""
+    if not failed:
+        return 0
+    print(f"{PROG}: {len(failed)} {what}: " + ", ".join(failed), file=sys.stderr)
+    return 1
+
+
+def _threads(args: argparse.Namespace) -> int | None | str:
+    return args.threads if args.threads is not None else "keep"
+
+
 def _bench_metrics(args: argparse.Namespace) -> int:
     from gradkit._bench import run_metrics_bench
 
@@ -66,17 +78,10 @@ def _bench_metrics(args: argparse.Namespace) -> int:
         out=sys.stdout,
         progress=not args.no_progress,
         n=args.n,
-        n_threads=args.threads if args.threads is not None else "keep",
+        n_threads=_threads(args),
     )
     failed = [row["function"] for row in rows if not row["ok"]]
-    if failed:
-        print(
-            f"{PROG}: {len(failed)} metric(s) did not match sklearn or failed: "
-            + ", ".join(failed),
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _bench_outcome(failed, "metric(s) did not match sklearn or failed")
 
 
 def _bench_train(args: argparse.Namespace) -> int:
@@ -87,17 +92,10 @@ def _bench_train(args: argparse.Namespace) -> int:
         out=sys.stdout,
         progress=not args.no_progress,
         n=args.n,
-        n_threads=args.threads if args.threads is not None else "keep",
+        n_threads=_threads(args),
     )
     failed = [row.case for row in rows if not row.ok]
-    if failed:
-        print(
-            f"{PROG}: {len(failed)} case(s) fell short of their peer or failed: "
-            + ", ".join(failed),
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _bench_outcome(failed, "case(s) fell short of their peer or failed")
 
 
 def _bench_compress(args: argparse.Namespace) -> int:
@@ -108,17 +106,10 @@ def _bench_compress(args: argparse.Namespace) -> int:
         out=sys.stdout,
         progress=not args.no_progress,
         n=args.n,
-        n_threads=args.threads if args.threads is not None else "keep",
+        n_threads=_threads(args),
     )
     failed = [row.case for row in rows if not row.ok]
-    if failed:
-        print(
-            f"{PROG}: {len(failed)} case(s) did not match their peer or failed: "
-            + ", ".join(failed),
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _bench_outcome(failed, "case(s) did not match their peer or failed")
 
 
 def _bench_serve(args: argparse.Namespace) -> int:
@@ -131,21 +122,15 @@ def _bench_serve(args: argparse.Namespace) -> int:
         n_threads=args.threads,
     )
     failed = [f"{row.case} ({row.workers} worker(s))" for row in rows if not row.ok]
-    if failed:
-        print(
-            f"{PROG}: {len(failed)} case(s) missed their target or failed: "
-            + ", ".join(failed),
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _bench_outcome(failed, "case(s) missed their target or failed")
 
 
 def _bench_patch(args: argparse.Namespace) -> int:
     from gradkit._bench_patch import run_patch_bench
 
     rows = run_patch_bench(args.quick, sys.stdout, not args.no_progress, n=args.n)
-    return 0 if all(row["ok"] for row in rows) else 1
+    failed = [row["scorer"] for row in rows if not row["ok"]]
+    return _bench_outcome(failed, "score(s) differ patched")
 
 
 def _bench_dask(args: argparse.Namespace) -> int:
@@ -153,7 +138,8 @@ def _bench_dask(args: argparse.Namespace) -> int:
 
     result = run_dask_bench(args.quick, sys.stdout, not args.no_progress, n=args.n)
     rows = result["metrics"] + result["logistic"]
-    return 0 if all(row["ok"] for row in rows) else 1
+    failed = [str(row["name"]) for row in rows if not row["ok"]]
+    return _bench_outcome(failed, "result(s) inexact or not converged")
 
 
 # One runner per benchmark area; the keys are the choices of `gradkit bench AREA`.
