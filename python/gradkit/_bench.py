@@ -20,6 +20,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from gradkit._table import text_table
+
 FULL_N = 10_000_000
 QUICK_N = 1_000_000
 SEED = 20261127
@@ -418,19 +420,5 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         for row in rows
     ]
     titles = [title for title, _ in TABLE_COLUMNS]
-    widths = [
-        max(len(text) for text in [title] + [line[i] for line in cells])
-        for i, title in enumerate(titles)
-    ]
-
-    def line(texts: Sequence[str]) -> str:
-        parts = [
-            text.rjust(width) if right else text.ljust(width)
-            for text, width, (_, right) in zip(
-                texts, widths, TABLE_COLUMNS, strict=True
-            )
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(titles), rule] + [line(texts) for texts in cells])
+    right = {i for i, (_, numeric) in enumerate(TABLE_COLUMNS) if numeric}
+    return text_table(titles, cells, right)
