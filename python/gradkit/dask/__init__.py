@@ -1,8 +1,12 @@
 """gradkit on Dask: metrics of dask arrays (and dataframe columns), reduced to
 mergeable states on the workers and merged in a tree, exactly (never by averaging
-per-chunk values); LogisticRegression and LinearRegression fitted by L-BFGS on
-gradients summed over the chunks, each computed by gradkit's fused kernel on the
-worker that holds the chunk. Needs the dask extra: pip install "gradkit[dask]".
+per-chunk values); LogisticRegression (binary or multinomial) and
+LinearRegression fitted by L-BFGS on gradients summed over the chunks, each
+computed by gradkit's fused kernel on the worker that holds the chunk;
+SGDClassifier and SGDRegressor trained by gradkit's SGD epoch kernel on each
+chunk, either averaging the chunks' models every epoch (mode="average") or
+passing one model through the chunks in turn (mode="sequential", the in-memory
+fit). Needs the dask extra: pip install "gradkit[dask]".
 """
 
 from gradkit.dask._linear import LinearRegression, LogisticRegression
@@ -23,10 +27,13 @@ from gradkit.dask._metrics import (
     recall_score,
     roc_auc_score,
 )
+from gradkit.dask._sgd import SGDClassifier, SGDRegressor
 
 __all__ = [
     "LinearRegression",
     "LogisticRegression",
+    "SGDClassifier",
+    "SGDRegressor",
     "accuracy_score",
     "average_precision_score",
     "balanced_accuracy_score",

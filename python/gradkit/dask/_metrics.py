@@ -29,11 +29,11 @@ import dask
 import dask.array as da
 import numpy as np
 
+from gradkit.dask._ranking import ranking_metric
 from gradkit.metrics.streaming import (
     BinnedAUCState,
     ConfusionState,
     ProbabilisticState,
-    RankingState,
     RegressionState,
 )
 
@@ -482,17 +482,13 @@ def r2_score(
 
 
 def _ranking(
-    y_true: Any, y_score: Any, sample_weight: Any, split_every: Any
-) -> RankingState:
-    state: RankingState = _reduce_state(
-        RankingState,
-        y_true,
-        y_score,
-        sample_weight,
-        ("y_true", "y_score"),
-        split_every,
+    metric: str, y_true: Any, y_score: Any, sample_weight: Any, n_ranges: Any,
+    **kwargs: Any,
+) -> float:  # fmt: skip
+    y, s, w = _aligned(
+        (y_true, "y_true"), (y_score, "y_score"), (sample_weight, "sample_weight")
     )
-    return state
+    return ranking_metric(metric, y, s, w, n_ranges, w is not None, kwargs)
 
 
 def roc_auc_score(
@@ -504,23 +500,18 @@ def roc_auc_score(
     max_fpr: float | None = None,
     multi_class: str = "raise",
     labels: Any = None,
-    split_every: int | None = None,
+    n_ranges: int | None = None,
 ) -> float:
     """Binary gradkit.metrics.roc_auc_score of dask inputs, computed and exact.
 
-    The merged state holds every distinct score, so its size grows with them; see
-    binned_roc_auc for constant memory.
+    Computed by a sample sort of the scores into n_ranges ranges (default: two per
+    worker thread), not a merge tree; see gradkit.dask._ranking. Unweighted and
+    without max_fpr it equals the in-memory result bit for bit.
     """
-    state = _ranking(y_true, y_score, sample_weight, split_every)
-    return float(
-        state.compute(
-            "roc_auc_score",
-            average=average,
-            max_fpr=max_fpr,
-            multi_class=multi_class,
-            labels=labels,
-        )
-    )
+    return _ranking(
+        "roc_auc_score", y_true, y_score, sample_weight, n_ranges,
+        average=average, max_fpr=max_fpr, multi_class=multi_class, labels=labels,
+    )  # fmt: skip
 
 
 def average_precision_score(
@@ -530,13 +521,14 @@ def average_precision_score(
     average: str | None = "macro",
     pos_label: Any = 1,
     sample_weight: Any = None,
-    split_every: int | None = None,
+    n_ranges: int | None = None,
 ) -> float:
-    """Binary gradkit.metrics.average_precision_score of dask inputs, computed."""
-    state = _ranking(y_true, y_score, sample_weight, split_every)
-    return float(
-        state.compute("average_precision_score", average=average, pos_label=pos_label)
-    )
+    """Binary gradkit.metrics.average_precision_score of dask inputs, computed
+    exactly by a sample sort into n_ranges score ranges (see roc_auc_score)."""
+    return _ranking(
+        "average_precision_score", y_true, y_score, sample_weight, n_ranges,
+        average=average, pos_label=pos_label,
+    )  # fmt: skip
 
 
 def binned_roc_auc(
