@@ -5,6 +5,7 @@ survives a JSON round trip."""
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import numpy as np
@@ -367,3 +368,26 @@ def test_zero_weight_chunk_is_allowed():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_probabilistic_per_label_sums_do_not_cancel():
+    # Label 0's terms (~1e-10 and ~1e-20) are tiny beside label 1's (~0.7, 0.25):
+    # a per-label sum taken as a total minus the other label's would lose them.
+    rng = np.random.default_rng(0)
+    n = 100_000
+    y = rng.integers(0, 2, n)
+    p = np.where(y == 0, 1e-10 * rng.random(n), 0.5)
+    w = rng.random(n)
+    state = S.ProbabilisticState().update(y, p, sample_weight=w)
+    eps = np.finfo(np.float64).eps
+    terms = [
+        np.ones(n),
+        -np.log(np.clip(p, eps, 1 - eps)),
+        -np.log(np.clip(1 - p, eps, 1 - eps)),
+        (1 - p) ** 2,
+        p**2,
+    ]
+    for label in (0, 1):
+        rows = y == label
+        expected = [math.fsum(w[rows] * term[rows]) for term in terms]
+        np.testing.assert_allclose(state.sums_[label], expected, rtol=RTOL)

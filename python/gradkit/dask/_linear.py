@@ -35,6 +35,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from gradkit import _config
 from gradkit.dask._metrics import accuracy_score, r2_score
+from gradkit.dask._tasks import one_thread_per_task
 
 __all__ = ["LinearRegression", "LogisticRegression"]
 
@@ -43,6 +44,7 @@ _LOG_LOSS = 4
 _MULTINOMIAL = 8
 
 
+@one_thread_per_task
 def _chunk_loss_grad(
     X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: np.ndarray, loss: int
 ) -> np.ndarray:

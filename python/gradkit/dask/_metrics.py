@@ -30,6 +30,7 @@ import dask.array as da
 import numpy as np
 
 from gradkit.dask._ranking import ranking_metric
+from gradkit.dask._tasks import one_thread_per_task
 from gradkit.metrics.streaming import (
     BinnedAUCState,
     ConfusionState,
@@ -104,6 +105,7 @@ def _aligned(*named: tuple[Any, str]) -> list[da.Array | None]:
 # The reduction: one state per block, merged in a tree
 
 
+@one_thread_per_task
 def _block_state(
     make_state: Callable[[], Any], y: np.ndarray, s: np.ndarray, w: Any
 ) -> Any:
@@ -488,7 +490,7 @@ def _ranking(
     y, s, w = _aligned(
         (y_true, "y_true"), (y_score, "y_score"), (sample_weight, "sample_weight")
     )
-    return ranking_metric(metric, y, s, w, n_ranges, w is not None, kwargs)
+    return ranking_metric(metric, y, s, w, n_ranges, kwargs)
 
 
 def roc_auc_score(
