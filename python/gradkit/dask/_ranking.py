@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -139,10 +140,10 @@ class _Plan:
         self, metric: str, pos_label: Any, max_fpr: Any,
         infos: Sequence[tuple[np.ndarray, np.ndarray]],
     ) -> None:  # fmt: skip
-        present = [labels for labels, _ in infos if len(labels)]
-        if not present:
-            raise ValueError(f"gradkit.dask.{metric}: y_true holds no samples.")
-        labels = functools.reduce(np.union1d, present)
+        # ranking_metric sends no work for empty data: some block has rows.
+        labels = functools.reduce(
+            np.union1d, [labels for labels, _ in infos if len(labels)]
+        )
         if len(labels) > 2:
             raise ValueError(
                 f"gradkit.dask.{metric} takes binary y_true, got {len(labels)} "
@@ -241,9 +242,20 @@ def ranking_metric(
     """metric ("roc_auc_score" or "average_precision_score") of the aligned 1-D
     dask arrays y, s and w (None when unweighted), with gradkit.metrics' kwargs.
     One graph: no round trip to the client between the steps."""
+    func = getattr(_metrics, metric)
+    ranges = _count_ranges(n_ranges, y.numblocks[0])
+    if y.shape[0] == 0:  # the in-memory error for empty input
+        return float(func(np.empty(0), np.empty(0), **kwargs))
+    if metric == "roc_auc_score":
+        # The in-memory checks of max_fpr (which the shares compute with), average
+        # and the rest, before any work is sent: on two made-up rows, whose
+        # warnings are not the data's. (average_precision_score's pos_label is
+        # checked against the labels, which only the data has.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            func(np.array([0, 1]), np.array([0.0, 1.0]), **kwargs)
     columns: list[Sequence[Any]] = [y.to_delayed().ravel(), s.to_delayed().ravel()]
     columns.append([None] * len(columns[0]) if w is None else w.to_delayed().ravel())
-    ranges = _count_ranges(n_ranges, len(columns[0]))
     sample = dask.delayed(_sample, pure=True)
     bounds = dask.delayed(_boundaries, pure=True)(
         ranges, *(sample(block) for block in columns[1])
@@ -261,7 +273,7 @@ def ranking_metric(
     # same checks of the arguments, and the whole answer when the metric is
     # degenerate (one class, a class of zero total weight, no positive label).
     totals = plan.weights.sum(axis=0)
-    stand_in = getattr(_metrics, metric)(
+    stand_in = func(
         plan.labels, np.zeros(len(plan.labels)),
         sample_weight=None if w is None else totals, **kwargs,
     )  # fmt: skip
