@@ -96,7 +96,7 @@ def _metric_rows(n: int, progress: bool) -> list[dict[str, Any]]:
     # The thresholded predictions are made (and persisted) beforehand: both
     # sides time the metric alone.
     preds = dask.persist((scores > 0.5).astype(np.int64))[0]
-    preds_np = s_np > 0.5
+    preds_np = (s_np > 0.5).astype(np.int64)
     rows = []
     for name, on_dask, in_memory in cases:
         if progress:

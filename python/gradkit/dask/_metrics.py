@@ -5,7 +5,10 @@ gradkit.metrics.streaming on the workers; the states are merged in a tree of fan
 ``split_every`` and the metric is computed once, on the client, from the final state.
 No per-block metric values are ever averaged: averaging per-block means (as
 dask_ml.metrics.log_loss does) weighs a block of 1 row like a block of 1000, and is
-wrong whenever blocks differ in size or weight.
+wrong whenever blocks differ in size or weight. The exact ranking metrics
+(roc_auc_score, average_precision_score) are the exception to the tree: a merged
+state would hold every distinct score, so they run as a sample sort by score range
+(gradkit.dask._ranking).
 
 Inputs may be 1-D dask arrays, dask Series (converted with
 ``to_dask_array(lengths=True)``), or anything numpy.asarray takes. Blocks of unknown

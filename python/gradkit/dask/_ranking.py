@@ -191,17 +191,21 @@ def _range_share(plan: _Plan, r: int, *pieces: _Block) -> float:
     if len(fps) == 0:  # every weight is 0
         return 0.0
     # Cumulative weights from the top of all the data, and each tie group's own.
-    fps, tps = fps + neg_above, tps + pos_above
+    # In place where the arrays allow: each fresh array of this size costs more
+    # in page faults than the arithmetic on it.
+    fps += neg_above
+    tps += pos_above
     pos_g = np.diff(tps, prepend=pos_above)
-    neg_g = np.diff(fps, prepend=neg_above)
     if plan.metric == "average_precision_score":
         # Recall steps pos_g / P times precision (each group has weight, so
         # tps + fps > 0).
-        return float(np.sum(pos_g * (tps / (tps + fps))))
+        precision = np.divide(tps, np.add(tps, fps, out=fps), out=fps)
+        return float(pos_g @ precision)
+    neg_g = np.diff(fps, prepend=neg_above)
     if plan.max_fpr is None:
         # Mann-Whitney with half credit for ties, as the binary_auc kernel: with
         # counts every term and partial sum is an exact half-integer.
-        return float(np.sum(neg_g * (tps - pos_g / 2)))
+        return float(neg_g @ (tps - pos_g / 2))
     # The trapezoids of the ROC curve left of fpr = max_fpr, in weight units.
     limit = plan.max_fpr * plan.neg_total
     start_fp, start_tp = fps - neg_g, tps - pos_g
