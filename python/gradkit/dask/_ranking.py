@@ -84,14 +84,20 @@ def _boundaries(n_ranges: int, *samples: np.ndarray) -> np.ndarray:
     return pooled[(np.arange(1, n_ranges) * len(pooled)) // n_ranges]
 
 
-def _range_ids(scores: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """The range of each score, as uint8: how many boundaries are <= it."""
-    if len(bounds) > 16:
-        return np.searchsorted(bounds, scores, side="right").astype(np.uint8)
+def _range_order(scores: np.ndarray, bounds: np.ndarray) -> tuple[Any, np.ndarray]:
+    """(the rows in order of score range, stable; each range's row count)."""
+    n_ranges = len(bounds) + 1
+    if n_ranges > 16:
+        ids = np.searchsorted(bounds, scores, side="right").astype(np.uint8)
+        order = np.argsort(ids, kind="stable")  # a radix sort: the ids are uint8
+        return order, np.bincount(ids, minlength=n_ranges)
+    # A few streaming compares beat a binary search per row, and one pass per
+    # range beats a sort of the range ids.
     ids = np.zeros(len(scores), dtype=np.uint8)
-    for bound in bounds:  # a few streaming compares beat a binary search per row
+    for bound in bounds:
         ids += (scores >= bound).view(np.uint8)
-    return ids
+    rows = [np.flatnonzero(ids == r) for r in range(n_ranges)]
+    return np.concatenate(rows), np.array([len(r) for r in rows])
 
 
 @one_thread_per_task
@@ -117,14 +123,22 @@ def _cut_block(
     )
     w = _chunk_weights(w, scores.shape[0])
     codes = (y != labels[0]).view(np.uint8)  # the index of y in labels
-    ids = _range_ids(scores, bounds)
-    cell = ids.astype(np.intp) * 2 + codes
-    weights = np.bincount(cell, weights=w, minlength=2 * n_ranges)
-    order = np.argsort(ids, kind="stable")  # a radix sort: the ids are uint8
-    ends = np.cumsum(np.bincount(ids, minlength=n_ranges))[:-1]
-    parts = [np.split(a[order], ends) for a in (codes, scores)]
-    w_parts = [None] * n_ranges if w is None else np.split(w[order], ends)
-    info = (labels, weights.reshape(n_ranges, 2)[:, : len(labels)])
+    order, sizes = _range_order(scores, bounds)
+    ends = np.cumsum(sizes)[:-1]
+    codes, scores = codes[order], scores[order]
+    parts = [np.split(a, ends) for a in (codes, scores)]
+    weights: np.ndarray
+    if w is None:  # weight per (range, label) = row counts
+        positives = np.array([np.count_nonzero(c) for c in parts[0]])
+        weights = np.stack([sizes - positives, positives], axis=1).astype(np.float64)
+        w_parts: list[Any] = [None] * n_ranges
+    else:
+        w = w[order]
+        starts = np.repeat(np.arange(n_ranges) * 2, sizes)
+        weights = np.bincount(starts + codes, weights=w, minlength=2 * n_ranges)
+        weights = weights.reshape(n_ranges, 2)
+        w_parts = np.split(w, ends)
+    info = (labels, weights[:, : len(labels)])
     return (info,) + tuple(
         _Block(labels, c, sc, wt) for c, sc, wt in zip(*parts, w_parts, strict=True)
     )
