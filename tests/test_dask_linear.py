@@ -168,6 +168,19 @@ def test_numpy_y_and_column_chunks_are_aligned(client, data):
     assert _rel(est.coef_, ref.coef_) < 1e-5
 
 
+def test_unknown_chunk_sizes_are_measured(client, data):
+    X, y, _ = data
+    keep = np.random.default_rng(4).random(N) < 0.7
+    Xd, yd = _dask(X, y)
+    Xm = Xd[da.from_array(keep, chunks=X_CHUNKS[0])]
+    ym = yd[da.from_array(keep, chunks=Y_CHUNKS)]
+    assert np.isnan(Xm.shape[0]) and np.isnan(ym.shape[0])
+    est = LogisticRegression(tol=1e-10).fit(Xm, ym)
+    ref = sk.LogisticRegression(tol=1e-10, max_iter=1000).fit(X[keep], y[keep])
+    assert _rel(est.coef_, ref.coef_) < 1e-5
+    assert np.isnan(Xm.shape[0]) and np.isnan(ym.shape[0])  # the caller's arrays
+
+
 def test_bad_input(client, data):
     X, y, y_reg = data
     Xd, yd = _dask(X, y)

@@ -35,7 +35,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from gradkit import _config
 from gradkit.dask._metrics import accuracy_score, r2_score
-from gradkit.dask._tasks import one_thread_per_task
+from gradkit.dask._tasks import one_thread_per_task, with_known_chunks
 
 __all__ = ["LinearRegression", "LogisticRegression"]
 
@@ -97,10 +97,7 @@ def _check_X(X: Any, n_features: int | None = None) -> da.Array:
     X = _as_dask(X, "X")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got {X.ndim}-D.")
-    if np.isnan(X.shape[0]) or any(np.isnan(c) for c in X.chunks[0]):
-        raise ValueError(
-            "X has unknown chunk sizes; call X.compute_chunk_sizes() first."
-        )
+    X = with_known_chunks(X)  # rows of unknown count (a boolean mask, say)
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
             f"X has {X.shape[1]} features, but the model was fitted with {n_features}."
@@ -120,6 +117,7 @@ def _check_Xy(X: Any, y: Any) -> tuple[da.Array, da.Array]:
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D (n_samples,), got shape {y.shape}.")
+    y = with_known_chunks(y)
     if y.shape[0] != X.shape[0]:
         raise ValueError(
             f"X and y have different numbers of samples: {X.shape[0]} and {y.shape[0]}."

@@ -33,7 +33,7 @@ import dask.array as da
 import numpy as np
 
 from gradkit.dask._ranking import ranking_metric
-from gradkit.dask._tasks import one_thread_per_task
+from gradkit.dask._tasks import one_thread_per_task, with_known_chunks
 from gradkit.metrics.streaming import (
     BinnedAUCState,
     ConfusionState,
@@ -78,11 +78,7 @@ def _as_dask_1d(x: Any, name: str) -> da.Array:
             f"{name} must be 1-D (one value per sample), got {x.ndim} dimensions; "
             "gradkit.dask metrics take binary or multiclass labels and one output."
         )
-    if any(np.isnan(c) for c in x.chunks[0]):
-        # A new Array over the same graph: compute_chunk_sizes() mutates in place,
-        # and the caller's array should keep its own (unknown) chunks.
-        x = da.Array(x.dask, x.name, x.chunks, meta=x._meta).compute_chunk_sizes()
-    return x
+    return with_known_chunks(x)
 
 
 def _aligned(*named: tuple[Any, str]) -> list[da.Array | None]:

@@ -67,6 +67,7 @@ from gradkit.dask._linear import (
     classifier_score,
     regressor_score,
 )
+from gradkit.dask._tasks import with_known_chunks
 from gradkit.linear_model import _sgd as _memory
 from gradkit.linear_model._losses import CustomLoss, loss_spec, optimal_init
 
@@ -267,7 +268,7 @@ class _DaskSGD(BaseEstimator):
         X, y = _check_Xy(X, y)
         sw = None
         if sample_weight is not None:
-            sw = _as_dask(sample_weight, "sample_weight")
+            sw = with_known_chunks(_as_dask(sample_weight, "sample_weight"))
             if sw.shape != y.shape:
                 raise ValueError(
                     f"sample_weight must have shape {y.shape}, got {sw.shape}."

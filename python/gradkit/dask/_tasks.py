@@ -1,10 +1,13 @@
-"""What every gradkit task on a dask worker shares."""
+"""What gradkit.dask's functions and their tasks on the workers share."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import dask.array as da
+import numpy as np
 
 from gradkit._config import config_context
 
@@ -23,3 +26,12 @@ def one_thread_per_task(func: _F) -> _F:
             return func(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+def with_known_chunks(x: da.Array) -> da.Array:
+    """x when its chunk sizes are known; else a new array over the same graph
+    with them measured (one pass over the data). compute_chunk_sizes() itself
+    changes the array in place, and the caller's array keeps its own chunks."""
+    if not any(np.isnan(size) for sizes in x.chunks for size in sizes):
+        return x
+    return da.Array(x.dask, x.name, x.chunks, meta=x._meta).compute_chunk_sizes()
