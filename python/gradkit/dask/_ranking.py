@@ -4,20 +4,24 @@ These two metrics do not merge per-block states in a tree as the others do: the
 root of such a tree holds every distinct score of the data and re-merges them at
 each level (10**8 scores grew a worker to 7.7 GB). They cost one sort in total:
 
-1. Every block is checked and encoded where it lives. A strided sample of its
-   scores places up to n_ranges - 1 boundaries, so the score ranges hold about
-   the same number of rows; equal scores always fall in one range.
-2. Every block is cut by those boundaries. The weight of each label in each
-   (block, range) comes back to the client: a few numbers per block.
-3. Each range gathers its pieces from all blocks and runs gradkit's binary curve
-   kernel on them. Given the weight of the positives and negatives scoring above
-   it (from step 2), it returns its exact share of the metric: the area under
-   its part of the ROC curve, or its terms of the average precision. The client
-   adds the shares and normalises once.
+1. A strided sample of every block's scores places n_ranges - 1 boundaries, so
+   the score ranges hold about the same number of rows; equal scores always
+   fall in one range.
+2. Every block is checked and cut by those boundaries where it lives. A small
+   task adds up the weight of each label in each range (the plan), and with it
+   the weight of the positives and negatives scoring above each range.
+3. Each range gathers its pieces from all blocks and runs gradkit's ranking
+   kernel on them, on one thread. Given the weight scoring above it, it returns
+   its exact share of the metric: the area under its part of the ROC curve, or
+   its terms of the average precision. The client adds the shares and
+   normalises once.
+
+All of it is one graph: nothing returns to the client in between.
 
 The unweighted ROC AUC is a sum of exact half-integers, as in the in-memory
 kernel, so it equals gradkit.metrics bit for bit. The other cases agree to
-~1e-15 relative; only the order of the sums differs.
+~1e-15 relative; only the order of the sums differs. Where the data is too big
+for one machine, no worker holds more than about one range of it.
 
 Errors, warnings and degenerate results (one class only, a class of zero total
 weight, a bad max_fpr or pos_label) come from gradkit.metrics itself, called on
