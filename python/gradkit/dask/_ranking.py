@@ -20,8 +20,8 @@ All of it is one graph: nothing returns to the client in between.
 
 The unweighted ROC AUC is a sum of exact half-integers, as in the in-memory
 kernel, so it equals gradkit.metrics bit for bit. The other cases agree to
-~1e-15 relative; only the order of the sums differs. Where the data is too big
-for one machine, no worker holds more than about one range of it.
+~1e-15 relative; only the order of the sums differs. When the data is too big
+for one machine, a range task holds about 1 / n_ranges of it.
 
 Errors, warnings and degenerate results (one class only, a class of zero total
 weight, a bad max_fpr or pos_label) come from gradkit.metrics itself, called on
