@@ -47,7 +47,7 @@ def data():
     # Scores that rank y_bin imperfectly, with ties (two decimals), in (0, 1).
     proba = np.clip(np.round(0.3 * y_bin + 0.7 * rng.random(N), 2), 0.005, 0.995)
     y_reg = 1e3 + rng.normal(size=N)
-    return {
+    arrays = {
         "y_bin": y_bin,
         "pred_bin": np.where(rng.random(N) < 0.8, y_bin, 1 - y_bin),
         "y_multi": rng.integers(0, 3, N),
@@ -58,6 +58,14 @@ def data():
         "weight": rng.uniform(0.0, 3.0, N),
         "mask": rng.random(N) < 0.7,
     }
+    # Class probabilities of y_multi: rows summing to one, leaning to the true
+    # class, some exactly one-hot (drawn last: the arrays above stay as they were).
+    truth = np.eye(3)[arrays["y_multi"]]
+    proba_multi = rng.dirichlet(np.ones(3), N) + 2 * truth
+    proba_multi /= proba_multi.sum(axis=1, keepdims=True)
+    proba_multi[::50] = truth[::50]
+    arrays["proba_multi"] = proba_multi
+    return arrays
 
 
 # (name, y_true key, second argument key, keyword arguments)
@@ -74,6 +82,9 @@ CASES = [
     ("log_loss", "y_bin", "proba", {}),
     ("log_loss", "y_bin", "proba", {"normalize": False}),
     ("brier_score_loss", "y_bin", "proba", {}),
+    ("log_loss", "y_multi", "proba_multi", {}),
+    ("log_loss", "y_multi", "proba_multi", {"normalize": False}),
+    ("brier_score_loss", "y_multi", "proba_multi", {"labels": [0, 1, 2]}),
     ("mean_squared_error", "y_reg", "pred_reg", {}),
     ("mean_absolute_error", "y_reg", "pred_reg", {}),
     ("r2_score", "y_reg", "pred_reg", {}),
@@ -88,7 +99,9 @@ def _layout(data, y_key, other_key, weighted, layout):
     y, other = data[y_key], data[other_key]
     w = data["weight"] if weighted else None
     dy = da.from_array(y, chunks=CHUNKS_Y)
-    dother = da.from_array(other, chunks=CHUNKS_OTHER)
+    # 2-D probabilities come with their columns split too: both must be rechunked.
+    other_chunks = CHUNKS_OTHER if other.ndim == 1 else (CHUNKS_OTHER, (1, 2))
+    dother = da.from_array(other, chunks=other_chunks)
     dw = None if w is None else da.from_array(w, chunks=CHUNKS_W)
     if layout == "unknown":
         mask = data["mask"]
@@ -154,6 +167,13 @@ def test_series_like_inputs(client, data):
     y, p = data["y_bin"], data["proba"]
     got = gd.log_loss(DuckSeries(y, 3), DuckSeries(p, 4))
     assert_close(got, M.log_loss(y, p))
+
+
+def test_dask_frame_of_class_probabilities(client, data):
+    y, p = data["y_multi"], data["proba_multi"]
+    frame = dd.from_pandas(pd.DataFrame(p, columns=["a", "b", "c"]), npartitions=4)
+    got = gd.log_loss(DuckSeries(y, 3), frame, labels=[0, 1, 2])
+    assert_close(got, M.log_loss(y, p, labels=[0, 1, 2]))
 
 
 def test_dask_series(client, data):

@@ -145,6 +145,64 @@ def test_probabilistic_state_matches_whole_data(data, label_set):
         )
 
 
+MULTICLASS_LABELS = [[0, 1, 2, 3, 4], [-2, 0, 3, 7, 9], ["a", "b", "c", "d", "e"]]
+
+
+def class_probabilities(k, normalized):
+    """n rows of k probabilities: on a grid (exact 0s and 1s), or any; rows scaled
+    to sum to one when normalized (all-zero rows stay, and warn)."""
+
+    def rows(n):
+        value = st.sampled_from([0.0, 0.1, 0.25, 0.5, 1.0]) | st.floats(0, 1)
+        row = st.lists(value, min_size=k, max_size=k)
+        p = st.lists(row, min_size=n, max_size=n).map(np.asarray)
+        if normalized:
+            p = p.map(lambda a: a / np.where(a.sum(1) > 0, a.sum(1), 1)[:, None])
+        return p
+
+    return rows
+
+
+@given(
+    data=st.data(),
+    k=st.integers(2, 5),
+    label_set=st.sampled_from(MULTICLASS_LABELS),
+    normalized=st.booleans(),
+)
+def test_multiclass_probabilistic_state_matches_whole_data(
+    data, k, label_set, normalized
+):
+    classes = label_set[:k]
+    # Some classes may be absent from all the data, others from some chunks.
+    present = data.draw(st.lists(st.sampled_from(classes), min_size=1, unique=True))
+    state, (y_true, y_proba), w = data.draw(
+        chunked(
+            S.ProbabilisticState,
+            [labels(present), class_probabilities(k, normalized)],
+        )
+    )
+    for kwargs in (
+        {},
+        {"labels": classes},
+        {"labels": classes, "normalize": False},
+        {"labels": classes[::-1]},  # unsorted: a warning
+    ):
+        assert_same(
+            lambda: state.log_loss(**kwargs),  # noqa: B023
+            lambda: M.log_loss(y_true, y_proba, sample_weight=w, **kwargs),  # noqa: B023
+        )
+    for kwargs in (
+        {},
+        {"labels": classes},
+        {"labels": classes, "scale_by_half": True},
+        {"labels": classes, "scale_by_half": False},
+    ):
+        assert_same(
+            lambda: state.compute("brier_score_loss", **kwargs),  # noqa: B023
+            lambda: M.brier_score_loss(y_true, y_proba, sample_weight=w, **kwargs),  # noqa: B023
+        )
+
+
 @given(data=st.data())
 def test_regression_state_matches_whole_data(data):
     state, (y_true, y_pred), w = data.draw(chunked(S.RegressionState, [reals, reals]))
@@ -319,7 +377,34 @@ def test_zero_weight_chunk_is_allowed():
         (lambda: S.ConfusionState().compute(), "no samples"),
         (lambda: S.ConfusionState().update([0], [1]).compute("nope"), "metric"),
         (lambda: S.ProbabilisticState().update([0, 1], [0.5, 1.5]), "y_proba"),
-        (lambda: S.ProbabilisticState().update([0, 1], [[0.5, 0.5]] * 2), "1-D"),
+        (
+            lambda: (
+                S.ProbabilisticState()
+                .update([0, 1], [0.1, 0.2])
+                .merge(S.ProbabilisticState().update([0, 1], [[0.5, 0.5]] * 2))
+            ),
+            "1-D in some chunks",
+        ),
+        (
+            lambda: (
+                S.ProbabilisticState()
+                .update([0, 1], [[0.5, 0.5]] * 2)
+                .merge(S.ProbabilisticState().update([0, 2], [[0.2, 0.3, 0.5]] * 2))
+            ),
+            "2 columns in some chunks",
+        ),
+        (
+            lambda: S.ProbabilisticState().update([0, 1], [[0.5, 1.5, 0]] * 2),
+            "greater than 1",
+        ),
+        (
+            lambda: S.ProbabilisticState().update([[0, 1]] * 2, [[0.5, 0.5]] * 2),
+            "1-D y_true",
+        ),
+        (
+            lambda: S.ProbabilisticState().update([0.5, 1.5], [[0.5, 0.5]] * 2),
+            "continuous format",
+        ),
         (lambda: S.ProbabilisticState().update([0, 1, 2], [0.1] * 3), "binary"),
         (
             lambda: (
@@ -391,3 +476,24 @@ def test_probabilistic_per_label_sums_do_not_cancel():
         rows = y == label
         expected = [math.fsum(w[rows] * term[rows]) for term in terms]
         np.testing.assert_allclose(state.sums_[label], expected, rtol=RTOL)
+
+
+def test_multiclass_brier_of_near_perfect_predictions_keeps_its_digits():
+    # Each row's squared error is ~1e-18: from sum_j p_j^2 - 2 p_own + 1 it would
+    # cancel to noise; the state keeps (1 - p_own)^2 and p_j^2 sums instead.
+    rng = np.random.default_rng(0)
+    n, k = 10_000, 4
+    y = rng.integers(0, k, n)
+    p = np.full((n, k), 1e-9 / (k - 1))
+    p[np.arange(n), y] = 1 - 1e-9
+    w = rng.random(n)
+    state = S.ProbabilisticState()
+    for rows in np.array_split(np.arange(n), 7):
+        state = state.merge(
+            S.ProbabilisticState().update(y[rows], p[rows], sample_weight=w[rows])
+        )
+    expected = M.brier_score_loss(y, p, sample_weight=w)
+    assert state.brier_score_loss() == pytest.approx(expected, rel=RTOL)
+    assert state.log_loss() == pytest.approx(
+        M.log_loss(y, p, sample_weight=w), rel=RTOL
+    )

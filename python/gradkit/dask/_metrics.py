@@ -11,10 +11,12 @@ state would hold every distinct score, so they run as a sample sort by score ran
 (gradkit.dask._ranking).
 
 Inputs may be 1-D dask arrays, dask Series (converted with
-``to_dask_array(lengths=True)``), or anything numpy.asarray takes. Blocks of unknown
-size (from a boolean mask, say) are measured first with ``compute_chunk_sizes()``;
-y_pred / y_score / sample_weight are then rechunked to the blocks of y_true, so rows
-of the different arguments always meet in the same block.
+``to_dask_array(lengths=True)``), or anything numpy.asarray takes; the y_proba of
+log_loss and brier_score_loss may also be 2-D (or a dask DataFrame), one column per
+class. Blocks of unknown size (from a boolean mask, say) are measured first with
+``compute_chunk_sizes()``; y_pred / y_score / y_proba / sample_weight are then
+rechunked to the row blocks of y_true, so rows of the different arguments always
+meet in the same block.
 
 Every function is computed eagerly and returns what gradkit.metrics returns on the
 whole data (a Python float, or an ndarray where gradkit.metrics returns one, e.g.
@@ -63,16 +65,21 @@ _SPLIT_EVERY = 8
 
 
 # --------------------------------------------------------------------------------
-# Inputs: 1-D dask arrays with the blocks of y_true
+# Inputs: dask arrays with the row blocks of y_true
 
 
-def _as_dask_1d(x: Any, name: str) -> da.Array:
-    if hasattr(x, "to_dask_array"):  # dask Series (and one-column dask frames)
+def _as_dask(x: Any, name: str, columns: bool = False) -> da.Array:
+    """x as a 1-D dask array, or with columns=True 2-D with all columns in one
+    chunk (a block state needs whole rows: every class's probability)."""
+    if hasattr(x, "to_dask_array"):  # dask Series and dask frames
         x = x.to_dask_array(lengths=True)
     elif not isinstance(x, da.Array):
         x = da.from_array(np.asarray(x), chunks=-1)
     if x.ndim == 2 and x.shape[1] == 1:
         x = x[:, 0]
+    if columns and x.ndim == 2:
+        x = with_known_chunks(x)  # rows measured first: rechunk needs known sizes
+        return x.rechunk({1: -1}) if len(x.chunks[1]) > 1 else x
     if x.ndim != 1:
         raise ValueError(
             f"{name} must be 1-D (one value per sample), got {x.ndim} dimensions; "
@@ -81,9 +88,15 @@ def _as_dask_1d(x: Any, name: str) -> da.Array:
     return with_known_chunks(x)
 
 
-def _aligned(*named: tuple[Any, str]) -> list[da.Array | None]:
-    """The arrays as 1-D dask arrays, all cut into the blocks of the first."""
-    arrays = [None if x is None else _as_dask_1d(x, name) for x, name in named]
+def _aligned(
+    *named: tuple[Any, str], columns: str | None = None
+) -> list[da.Array | None]:
+    """The arrays as 1-D dask arrays (2-D for the one named by columns), all cut
+    into the row blocks of the first."""
+    arrays = [
+        None if x is None else _as_dask(x, name, columns=name == columns)
+        for x, name in named
+    ]
     first = arrays[0]
     assert first is not None
     out: list[da.Array | None] = [first]
@@ -94,8 +107,8 @@ def _aligned(*named: tuple[Any, str]) -> list[da.Array | None]:
                     f"{named[0][1]} and {name} must have the same length, got "
                     f"{first.shape[0]} and {x.shape[0]} samples."
                 )
-            if x.chunks != first.chunks:
-                x = x.rechunk(first.chunks)
+            if x.chunks[0] != first.chunks[0]:
+                x = x.rechunk({0: first.chunks[0]})
         out.append(x)
     return out
 
@@ -143,11 +156,16 @@ def _reduce_state(
     sample_weight: Any,
     names: tuple[str, str],
     split_every: Any,
+    class_columns: bool = False,
 ) -> Any:
-    """The merged state of all blocks, computed (on the active client, if any)."""
+    """The merged state of all blocks, computed (on the active client, if any).
+    class_columns: the second argument may be 2-D, one column per class."""
     fan_in = _check_split_every(split_every)
     y, s, w = _aligned(
-        (y_true, names[0]), (other, names[1]), (sample_weight, "sample_weight")
+        (y_true, names[0]),
+        (other, names[1]),
+        (sample_weight, "sample_weight"),
+        columns=names[1] if class_columns else None,
     )
     assert y is not None and s is not None
     columns: list[Sequence[Any]] = [y.to_delayed().ravel(), s.to_delayed().ravel()]
@@ -331,7 +349,7 @@ def recall_score(
 
 
 # --------------------------------------------------------------------------------
-# Probabilistic losses (ProbabilisticState), binary
+# Probabilistic losses (ProbabilisticState), binary or multiclass
 
 
 def log_loss(
@@ -344,11 +362,12 @@ def log_loss(
     y_pred: Any = "deprecated",
     split_every: int | None = None,
 ) -> float:
-    """Binary gradkit.metrics.log_loss of dask inputs, computed.
+    """gradkit.metrics.log_loss of dask inputs, computed.
 
-    y_proba is the probability of the positive class (the greater label), 1-D. The
-    sum of the per-row losses and the sum of the weights are reduced separately and
-    divided once: exact for blocks of any size.
+    y_proba is the probability of the positive class (the greater label), 1-D, or
+    2-D with one column per class (the sorted labels, or labels), chunked by rows
+    only or rechunked so. The sum of the per-row losses and the sum of the weights
+    are reduced separately and divided once: exact for blocks of any size.
     """
     if not (isinstance(y_pred, str) and y_pred == "deprecated"):
         # As gradkit.metrics.log_loss does on numpy input.
@@ -371,6 +390,7 @@ def log_loss(
         sample_weight,
         ("y_true", "y_proba"),
         split_every,
+        class_columns=True,
     )
     return float(state.log_loss(normalize=normalize, labels=labels))
 
@@ -385,11 +405,11 @@ def brier_score_loss(
     scale_by_half: Any = "auto",
     split_every: int | None = None,
 ) -> float:
-    """Binary gradkit.metrics.brier_score_loss of dask inputs, computed.
+    """gradkit.metrics.brier_score_loss of dask inputs, computed.
 
-    labels is accepted for the signature; a binary problem does not use it.
+    y_proba is 1-D (binary: pos_label applies) or 2-D, one column per class
+    (labels applies), as in log_loss.
     """
-    del labels
     state: ProbabilisticState = _reduce_state(
         ProbabilisticState,
         y_true,
@@ -397,9 +417,12 @@ def brier_score_loss(
         sample_weight,
         ("y_true", "y_proba"),
         split_every,
+        class_columns=True,
     )
     return float(
-        state.brier_score_loss(pos_label=pos_label, scale_by_half=scale_by_half)
+        state.brier_score_loss(
+            pos_label=pos_label, labels=labels, scale_by_half=scale_by_half
+        )
     )
 
 

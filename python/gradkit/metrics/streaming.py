@@ -4,7 +4,8 @@ Each state keeps the smallest summary from which its metrics follow exactly:
 
 - ConfusionState: the weighted K x K table of (true, predicted) labels.
 - ProbabilisticState: per true label, the weighted sums of the log and Brier losses
-  the sample would have if that label turns out to be the positive class.
+  the sample would have if that label turns out to be the positive class (1-D
+  y_proba), or if it turns out to own each column (2-D y_proba, multiclass).
 - RegressionState: weight, mean (kept as two floats, so a mean of 1e6 keeps the
   digits of a variance of 1e-6), centred sum of squares (Chan's parallel update),
   and the weighted squared and absolute error sums.
@@ -302,18 +303,41 @@ class ConfusionState(_State):
 
 
 # --------------------------------------------------------------------------------
-# Probabilistic losses of a binary problem
+# Probabilistic losses: binary (1-D probabilities) or one column per class
 
 
-# Columns of ProbabilisticState.sums_, one row per true label.
+# Columns of ProbabilisticState.sums_ for 1-D y_proba, one row per true label.
 _W, _LOG_IF_POS, _LOG_IF_NEG, _SQ_IF_POS, _SQ_IF_NEG = range(5)
 
 
-class ProbabilisticState(_State):
-    """Binary log loss and Brier score from the probability of the positive class.
+def _sums_width(n_columns: int) -> int:
+    """Columns of sums_: 5 for 1-D y_proba (or none seen yet), else the weight and
+    three blocks of n_columns: -log(clip(p)), p^2 and (1 - p)^2."""
+    return 5 if n_columns <= 1 else 1 + 3 * n_columns
 
-    Which label is positive is only known at the end (the greater of the two, or
-    pos_label), so each true label keeps the sums of both readings.
+
+class ProbabilisticState(_State):
+    """Log loss and Brier score, binary or multiclass.
+
+    With 1-D y_proba (the probability of the positive class), which label is
+    positive is only known at the end (the greater of the two, or pos_label), so
+    each true label keeps the sums of both readings.
+
+    With 2-D y_proba (n, k), one column per class, each true label keeps, for
+    every column j, the weighted sums of -log(clip(p_j)), p_j^2 and (1 - p_j)^2
+    over its rows. Which column a label owns is only known at the end: column i
+    belongs to the i-th of the sorted union of the labels of all chunks, or of
+    ``labels`` when given. The Brier sum is then the (1 - p)^2 sum of the own
+    column plus the p^2 sums of the others: non-negative terms only, so a tiny
+    score keeps its digits (sum_j p_j^2 - 2 p_own + 1 would cancel).
+
+    Differences from gradkit.metrics on the whole data:
+
+    - The checks of one chunk's values raise at update(): a probability outside
+      [0, 1] names that chunk's extreme value, not the whole data's.
+    - y_true must be 1-D binary or multiclass labels: multilabel (indicator)
+      targets and non-integer float labels are refused, even with ``labels=``.
+    - Every chunk must have the same kind of y_proba (1-D, or k columns).
     """
 
     kind = "probabilistic"
@@ -322,6 +346,10 @@ class ProbabilisticState(_State):
         self.labels_: np.ndarray = np.empty(0)
         self.counts_ = np.zeros(0, dtype=np.int64)
         self.sums_ = np.zeros((0, 5), dtype=np.float64)
+        # 0: nothing seen yet, 1: 1-D y_proba, k >= 2: k columns.
+        self.n_columns_ = 0
+        # Some row of y_proba does not sum to one: the metrics warn at compute().
+        self.rows_off_one_ = False
 
     def update(
         self, y_true: Any, y_proba: Any, sample_weight: Any = None
@@ -334,11 +362,8 @@ class ProbabilisticState(_State):
         )
         if prob.ndim == 2 and prob.shape[1] == 1:
             prob = prob[:, 0]
-        if prob.ndim != 1:
-            raise ValueError(
-                "y_proba must be 1-D, the probability of the positive class; "
-                f"got shape {prob.shape}."
-            )
+        if prob.ndim == 2:
+            return self._update_columns(y_true, prob, sample_weight)
         if prob.size and (prob.max() > 1 or prob.min() < 0):
             raise ValueError("y_proba must lie in [0, 1].")
         y_type, labels, y = target_labels(y_true, "y_true")
@@ -381,26 +406,99 @@ class ProbabilisticState(_State):
         sums[:, _LOG_IF_NEG] = -(label_weights @ np.log(term, out=term))
         np.subtract(1.0, p, out=term)
         sums[:, _SQ_IF_POS] = label_weights @ np.square(term, out=term)
-        self._add(labels, np.array(counts, dtype=np.int64), sums)
+        self._add(labels, np.array(counts, dtype=np.int64), sums, 1, False)
         return self
 
-    def _add(self, labels: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> None:
+    def _update_columns(
+        self, y_true: Any, prob: np.ndarray, sample_weight: Any
+    ) -> ProbabilisticState:
+        """One chunk of 2-D y_proba, one column per class of the whole problem."""
+        if prob.size:  # gradkit.metrics' messages, with this chunk's extremes
+            high, low = prob.max(), prob.min()
+            if high > 1:
+                raise ValueError(f"y_prob contains values greater than 1: {high}")
+            if low < 0:
+                raise ValueError(f"y_prob contains values lower than 0: {low}")
+        check_consistent_length(prob, y_true)
+        n, k = prob.shape
+        w = _chunk_weights(sample_weight, n)
+        if np.ndim(y_true) == 2 and np.shape(y_true)[1] > 1:
+            raise ValueError(
+                "ProbabilisticState takes 1-D y_true (one label per sample); "
+                "multilabel log loss needs the whole data: use gradkit.metrics."
+            )
+        y_type, labels, y = target_labels(y_true, "y_true")
+        if y_type not in ("binary", "multiclass"):
+            raise ValueError(f"{y_type} format is not supported for probabilities")
+        eps = float(np.finfo(prob.dtype).eps)
+        # sklearn's row check, in the chunk's dtype; it warns once, at compute().
+        # np.isclose(sums, 1, rtol) spelt out (its atol is 1e-8): 3x faster.
+        off = np.abs(prob.sum(axis=1) - 1) > 1e-8 + math.sqrt(eps)
+        rows_off_one = bool(off.any())
+        # Rows grouped by label, so that each label's sums are products over its
+        # own rows only: O(n k) work, and no sum is a difference of totals.
+        codes = np.searchsorted(labels, y)
+        if len(labels) <= 1 << 16:
+            codes = codes.astype(np.uint16)  # a stable sort of these is a radix sort
+        order = np.argsort(codes, kind="stable")
+        starts = np.searchsorted(codes[order], np.arange(len(labels) + 1))
+        p = np.asarray(prob, dtype=np.float64)[order]
+        # sklearn clips every column to [eps, 1 - eps] of y_proba's dtype.
+        terms = np.concatenate(
+            [-np.log(np.clip(p, eps, 1 - eps)), np.square(p), np.square(1.0 - p)],
+            axis=1,
+        )
+        weights = np.ones(n) if w is None else w[order]
+        counts = np.diff(starts).astype(np.int64)
+        sums = np.empty((len(labels), _sums_width(k)))
+        for i in range(len(labels)):
+            rows = slice(starts[i], starts[i + 1])
+            sums[i, 0] = counts[i] if w is None else weights[rows].sum()
+            sums[i, 1:] = weights[rows] @ terms[rows]
+        self._add(labels, counts, sums, k, rows_off_one)
+        return self
+
+    def _add(
+        self,
+        labels: np.ndarray,
+        counts: np.ndarray,
+        sums: np.ndarray,
+        n_columns: int,
+        rows_off_one: bool,
+    ) -> None:
+        if self.n_columns_ and n_columns and self.n_columns_ != n_columns:
+
+            def shape(c: int) -> str:
+                return "1-D" if c == 1 else f"{c} columns"
+
+            raise ValueError(
+                f"y_proba is {shape(self.n_columns_)} in some chunks and "
+                f"{shape(n_columns)} in others: every chunk must give the same "
+                "columns (one per class of the whole problem, or 1-D if binary)."
+            )
+        n_columns = self.n_columns_ or n_columns
         union = _union_labels(self.labels_, labels)
-        if len(union) > 2:
+        if n_columns == 1 and len(union) > 2:
             raise ValueError(
                 "ProbabilisticState is binary: y_true holds more than two labels "
-                f"overall ({union.tolist()})."
+                f"overall ({union.tolist()}); pass 2-D y_proba, one column per class."
             )
         new_counts = np.zeros(len(union), dtype=np.int64)
-        new_sums = np.zeros((len(union), 5))
+        new_sums = np.zeros((len(union), _sums_width(n_columns)))
         for lab, c, s in ((self.labels_, self.counts_, self.sums_),
                           (labels, counts, sums)):  # fmt: skip
-            new_counts[_positions(union, lab)] += c
-            new_sums[_positions(union, lab)] += s
+            if len(lab):  # an empty state's sums may have another width
+                new_counts[_positions(union, lab)] += c
+                new_sums[_positions(union, lab)] += s
         self.labels_, self.counts_, self.sums_ = union, new_counts, new_sums
+        self.n_columns_ = n_columns
+        self.rows_off_one_ = self.rows_off_one_ or rows_off_one
 
     def _absorb(self, other: ProbabilisticState) -> None:
-        self._add(other.labels_, other.counts_, other.sums_)
+        self._add(
+            other.labels_, other.counts_, other.sums_, other.n_columns_,
+            other.rows_off_one_,
+        )  # fmt: skip
 
     def _total_weight(self) -> float:
         if not self.counts_.any():
@@ -412,43 +510,101 @@ class ProbabilisticState(_State):
             )
         return total
 
-    def log_loss(self, *, normalize: bool = True, labels: Any = None) -> float:
-        """gradkit.metrics.log_loss(y_true, y_proba, normalize=, labels=)."""
-        weight = self._total_weight()
+    def _classes(self, labels: Any) -> np.ndarray:
+        """The class of each column of y_proba, with gradkit.metrics' checks of
+        labels and columns, in its order (_classes_and_index, _check_prob_columns)."""
         present = self.labels_
         if labels is None:
-            if len(present) == 1:
-                raise ValueError(
-                    f"y_true contains only one label ({present[0]}). Please provide "
-                    "the list of all expected class labels explicitly through the "
-                    "labels argument."
-                )
             classes = present
         else:
             classes = np.unique(np.asarray(labels))
+            if not np.all(classes == np.asarray(labels)):
+                warnings.warn(
+                    f"Labels passed were {labels}. But this function assumes labels "
+                    "are ordered lexicographically. Pass the ordered "
+                    f"labels={classes.tolist()} and ensure that the columns of "
+                    "y_prob correspond to this ordering.",
+                    UserWarning,
+                    stacklevel=3,
+                )
             missing = np.setdiff1d(present, classes)
             if len(missing):
                 raise ValueError(
                     f"y_true contains values {set(missing.tolist())} not belonging to "
                     f"the passed labels {labels}."
                 )
-            if len(classes) != 2:
+        if classes.shape[0] == 1:
+            if labels is None:
                 raise ValueError(
-                    "ProbabilisticState is binary: labels must hold two classes, got "
-                    f"{classes}."
+                    f"y_true contains only one label ({classes[0]}). Please provide "
+                    "the list of all expected class labels explicitly through the "
+                    "labels argument."
                 )
-        positive = present == classes[1]
-        loss = float(
-            self.sums_[positive, _LOG_IF_POS].sum()
-            + self.sums_[~positive, _LOG_IF_NEG].sum()
-        )
+            raise ValueError(
+                f"The labels array needs to contain at least two labels, got {classes}."
+            )
+        if self.rows_off_one_:
+            warnings.warn(
+                "The y_prob values do not sum to one. Make sure to pass probabilities.",
+                UserWarning,
+                stacklevel=3,
+            )
+        n_columns = 2 if self.n_columns_ == 1 else self.n_columns_
+        if classes.shape[0] != n_columns:
+            if labels is None:
+                raise ValueError(
+                    "y_true and y_prob contain different number of classes: "
+                    f"{classes.shape[0]} vs {n_columns}. Please provide the true "
+                    "labels explicitly through the labels argument. Classes found "
+                    f"in y_true: {classes}"
+                )
+            raise ValueError(
+                "The number of classes in labels is different from that in y_prob. "
+                f"Classes found in labels: {classes}"
+            )
+        return classes
+
+    def _own_columns(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, column) of each true label's own cell in a labels x k block."""
+        return np.arange(len(self.labels_)), np.searchsorted(classes, self.labels_)
+
+    def log_loss(self, *, normalize: bool = True, labels: Any = None) -> float:
+        """gradkit.metrics.log_loss(y_true, y_proba, normalize=, labels=)."""
+        weight = self._total_weight()
+        classes = self._classes(labels)
+        if self.n_columns_ == 1:
+            positive = self.labels_ == classes[1]
+            loss = float(
+                self.sums_[positive, _LOG_IF_POS].sum()
+                + self.sums_[~positive, _LOG_IF_NEG].sum()
+            )
+        else:
+            rows, own = self._own_columns(classes)
+            loss = float(self.sums_[rows, 1 + own].sum())
         return loss / weight if normalize else loss
 
     def brier_score_loss(
-        self, *, pos_label: Any = None, scale_by_half: Any = "auto"
+        self,
+        *,
+        pos_label: Any = None,
+        labels: Any = None,
+        scale_by_half: Any = "auto",
     ) -> float:
-        """gradkit.metrics.brier_score_loss(y_true, y_proba, pos_label=, ...)."""
+        """gradkit.metrics.brier_score_loss(y_true, y_proba, pos_label=, labels=,
+        scale_by_half=); pos_label serves 1-D y_proba, labels 2-D y_proba."""
         weight = self._total_weight()
+        k = 2 if self.n_columns_ == 1 else self.n_columns_
+        auto = isinstance(scale_by_half, str) and scale_by_half == "auto"
+        half = k < 3 if auto else bool(scale_by_half)
+        if self.n_columns_ != 1:
+            rows, own = self._own_columns(self._classes(labels))
+            squares = self.sums_[:, 1 + k : 1 + 2 * k]
+            not_own = np.ones(squares.shape, dtype=bool)
+            not_own[rows, own] = False
+            sse = float(
+                self.sums_[rows, 1 + 2 * k + own].sum() + squares[not_own].sum()
+            )
+            return sse / weight * (0.5 if half else 1.0)
         try:
             pos_label = check_pos_label(pos_label, self.labels_)
         except ValueError:
@@ -461,9 +617,6 @@ class ProbabilisticState(_State):
             + self.sums_[~positive, _SQ_IF_NEG].sum()
         )
         score = sse / weight * 2.0  # both columns [1 - p, p] contribute
-        half = scale_by_half is True or (
-            isinstance(scale_by_half, str) and scale_by_half == "auto"
-        )
         return score * 0.5 if half else score
 
     def compute(self, metric: str = "log_loss", **kwargs: Any) -> float:
@@ -481,6 +634,8 @@ class ProbabilisticState(_State):
             "labels": [_json_scalar(v) for v in self.labels_],
             "counts": self.counts_.tolist(),
             "sums": self.sums_.tolist(),
+            "n_columns": int(self.n_columns_),
+            "rows_off_one": bool(self.rows_off_one_),
         }
 
     @classmethod
@@ -489,11 +644,24 @@ class ProbabilisticState(_State):
         state = cls()
         labels = _label_array(list(d["labels"]))
         k = len(labels)
-        if k > 2 or (k == 2 and not labels[0] < labels[1]):
-            raise ValueError("from_dict: labels must be at most two, sorted, distinct.")
+        # States written before 2-D y_proba was supported are binary.
+        n_columns = d.get("n_columns", 1 if k else 0)
+        if isinstance(n_columns, bool) or not isinstance(n_columns, int):
+            raise ValueError(f"from_dict: n_columns must be an int, got {n_columns!r}.")
+        if n_columns < 0 or (n_columns == 0 and k):
+            raise ValueError(
+                "from_dict: n_columns must be 1 (1-D y_proba) or the number of "
+                f"columns of y_proba, got {n_columns}."
+            )
+        if k and not np.all(labels[:-1] < labels[1:]):
+            raise ValueError("from_dict: labels must be sorted and distinct.")
+        if n_columns == 1 and k > 2:
+            raise ValueError("from_dict: a binary state holds at most two labels.")
         state.labels_ = labels
         state.counts_ = _count_array(d["counts"], "counts", (k,))
-        state.sums_ = _float_array(d["sums"], "sums", (k, 5))
+        state.sums_ = _float_array(d["sums"], "sums", (k, _sums_width(n_columns)))
+        state.n_columns_ = n_columns
+        state.rows_off_one_ = bool(d.get("rows_off_one", False))
         return state
 
 
