@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -226,7 +227,8 @@ py::tuple binary_auc(const carray<std::uint8_t> &y_true, const py::array &y_scor
 
 py::tuple binary_average_precision(const carray<std::uint8_t> &y_true,
                                    const py::array &y_score,
-                                   const weights_t &sample_weight, int n_threads) {
+                                   const weights_t &sample_weight, int n_threads,
+                                   double tp_offset, double fp_offset) {
   return dispatch_float(y_score, "y_score", [&](auto score_type) {
     using S = decltype(score_type);
     const auto in = binary_inputs<S>(y_true, y_score, sample_weight, n_threads);
@@ -235,10 +237,54 @@ py::tuple binary_average_precision(const carray<std::uint8_t> &y_true,
       // Safe: only buffers of arrays held by this frame are touched, no Python object.
       py::gil_scoped_release release;
       r = gm::binary_average_precision(in.y_true.data(), in.y_score.data(), in.w, in.n,
-                                       n_threads);
+                                       n_threads, tp_offset, fp_offset);
     }
     return py::make_tuple(r.ap, r.pos_weight);
   });
+}
+
+py::tuple range_partition(const carray<std::uint8_t> &y_true,
+                          const carray<double> &y_score, const weights_t &sample_weight,
+                          const carray<double> &bounds) {
+  check_ndim(y_true, "y_true", 1);
+  check_ndim(y_score, "y_score", 1);
+  check_ndim(bounds, "bounds", 1);
+  const py::ssize_t n = y_true.shape(0);
+  check_rows(y_score, "y_score", n);
+  const double *w = weight_data(sample_weight, n);
+  const py::ssize_t m = bounds.shape(0);
+  if (m > gm::kMaxRangeBounds)
+    throw std::invalid_argument(
+        "bounds has " + std::to_string(m) + " entries, at most " +
+        std::to_string(gm::kMaxRangeBounds) +
+        " are allowed (range ids are uint8); use fewer ranges.");
+  const double *b = bounds.data();
+  for (py::ssize_t j = 0; j < m; ++j)
+    if (std::isnan(b[j]) || (j > 0 && b[j - 1] > b[j]))
+      throw std::invalid_argument("bounds must be sorted ascending, without NaN; "
+                                  "bounds[" +
+                                  std::to_string(j) + "] is not; sort them first.");
+  py::array_t<std::uint8_t> codes_out(n);
+  py::array_t<double> scores_out(n);
+  py::object weights_obj = py::none();
+  double *weights_out = nullptr;
+  if (w) {
+    py::array_t<double> weights_array(n);
+    weights_out = weights_array.mutable_data();
+    weights_obj = std::move(weights_array);
+  }
+  py::array_t<std::int64_t> sizes(m + 1);
+  py::array_t<double> label_weights({m + 1, py::ssize_t{2}});
+  std::uint8_t *c = codes_out.mutable_data();
+  double *s = scores_out.mutable_data(), *lw = label_weights.mutable_data();
+  std::int64_t *z = sizes.mutable_data();
+  {
+    // Safe: only buffers of arrays held by this frame are touched, no Python object.
+    py::gil_scoped_release release;
+    gm::range_partition(y_true.data(), y_score.data(), w, n, b, m, c, s, weights_out, z,
+                        lw);
+  }
+  return py::make_tuple(codes_out, scores_out, weights_obj, sizes, label_weights);
 }
 
 py::tuple log_loss_sum(const carray<std::int64_t> &y_index, const py::array &y_prob,
@@ -327,7 +373,11 @@ void register_metrics(py::module_ &m) {
         "(auc, pos_weight, neg_weight) of a binary problem; see gradkit/_core.pyi.");
   m.def("binary_average_precision", &binary_average_precision, arg("y_true"),
         arg("y_score"), arg("sample_weight").none(true), arg("n_threads"),
+        arg("tp_offset") = 0.0, arg("fp_offset") = 0.0,
         "(ap, pos_weight) of a binary problem; see gradkit/_core.pyi.");
+  m.def("range_partition", &range_partition, arg("y_true"), arg("y_score"),
+        arg("sample_weight").none(true), arg("bounds"),
+        "The rows grouped by score range, stably; see gradkit/_core.pyi.");
   m.def("log_loss_sum", &log_loss_sum, arg("y_index"), arg("y_prob"),
         arg("sample_weight").none(true), arg("eps"), arg("n_threads"),
         "(sum of w * clipped log loss, sum of w); see gradkit/_core.pyi.");

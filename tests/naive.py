@@ -46,6 +46,34 @@ def curve_counts(y_true, y_score, sample_weight=None):
     return fps, tps, thresholds
 
 
+def range_partition_reference(y_true, y_score, sample_weight, bounds):
+    """The rows sorted stably by range (the number of bounds <= the score), each
+    range's row count, and its weight per label summed in row order (bincount)."""
+    y = np.asarray(y_true, np.uint8)
+    s = np.asarray(y_score, np.float64)
+    n_ranges = len(bounds) + 1
+    ids = np.searchsorted(np.asarray(bounds, np.float64), s, side="right")
+    order = np.argsort(ids, kind="stable")
+    w = None if sample_weight is None else np.asarray(sample_weight, np.float64)[order]
+    cells = 2 * ids[order] + (y[order] != 0)
+    label_weights = np.bincount(cells, weights=w, minlength=2 * n_ranges)
+    label_weights = label_weights.astype(np.float64)
+    sizes = np.bincount(ids, minlength=n_ranges).astype(np.int64)
+    return y[order], s[order], w, sizes, label_weights.reshape(n_ranges, 2)
+
+
+def offset_average_precision(y_true, y_score, sample_weight, tp_offset, fp_offset):
+    """The offset average precision of _core.pyi, from the curve of curve_counts."""
+    fps, tps, _ = curve_counts(y_true, y_score, sample_weight)
+    if len(tps) == 0 or tps[-1] == 0:
+        return float("nan")
+    pos_g = np.diff(tps, prepend=0.0)
+    tp = tps + tp_offset
+    denom = tp + (fps + fp_offset)
+    precision = np.divide(tp, denom, out=np.zeros_like(tp), where=denom != 0)
+    return float(np.sum(pos_g / tps[-1] * precision))
+
+
 def linear_losses(code, param, y, p):
     """(loss, d loss / d p) of the single-output loss `code` (0-7 of
     gradkit._core.linear), elementwise over the float64 arrays y and p."""

@@ -226,6 +226,7 @@ def test_kernels_module_follows_config():
         "binary_curve",
         "binary_auc",
         "binary_average_precision",
+        "range_partition",
         "log_loss_sum",
         "regression_stats",
         "all_finite",

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from naive import curve_counts, pairwise_auc
+from naive import (
+    curve_counts,
+    offset_average_precision,
+    pairwise_auc,
+    range_partition_reference,
+)
 
 import gradkit
 from gradkit import _config
@@ -159,6 +164,158 @@ def test_binary_curve_negative_zero_and_empty(backend):
         assert len(out) == 0
 
 
+def _same_bits(a, b):
+    """Equal dtype, shape and bytes (-0.0 is not 0.0), or both None."""
+    if a is None or b is None:
+        assert a is None and b is None
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def _both_backends(kernel, *args):
+    results = []
+    for backend in ("cpp", "numba"):
+        with gradkit.config_context(backend=backend):
+            results.append(getattr(_kernels(), kernel)(*args))
+    return results
+
+
+@given(data=st.data())
+def test_binary_average_precision_offsets(data):
+    n = data.draw(st.integers(0, 60))
+    y = np.asarray(
+        data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint8
+    )
+    s = np.asarray(
+        data.draw(st.lists(st.sampled_from([-0.5, -0.0, 0.0, 0.25, 1.0]), min_size=n,
+                           max_size=n)),
+        float,
+    )  # fmt: skip
+    w = None
+    if data.draw(st.booleans()):
+        w = np.asarray(
+            data.draw(
+                st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=n, max_size=n)
+            )
+        )
+    offsets = st.sampled_from([0.0, 0.5, 1.0, 7.0, 1e6])
+    tp_offset, fp_offset = data.draw(offsets), data.draw(offsets)
+    threads = data.draw(st.sampled_from([1, 2]))
+    plain = _both_backends("binary_average_precision", y, s, w, threads)
+    zero = _both_backends("binary_average_precision", y, s, w, threads, 0.0, 0.0)
+    got = _both_backends(
+        "binary_average_precision", y, s, w, threads, tp_offset, fp_offset
+    )
+    for a, b in zip(plain + got, zero + got[::-1], strict=True):  # bit for bit
+        assert np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+    ap, pos_weight = got[0]
+    assert pos_weight == plain[0][1]
+    expected = offset_average_precision(y, s, w, tp_offset, fp_offset)
+    if pos_weight > 0:
+        np.testing.assert_allclose(ap, expected, rtol=1e-12, atol=1e-15)
+    else:
+        assert np.isnan(ap) and np.isnan(expected)
+
+
+def test_binary_average_precision_offsets_by_keyword(backend):
+    # A range's share given the weight above it: 2 positives and 1 negative above,
+    # then this range holds (0.9: pos), (0.5: neg, pos).
+    y = np.array([1, 0, 1], np.uint8)
+    s = np.array([0.9, 0.5, 0.5])
+    ap, pos = _kernels().binary_average_precision(
+        y, s, None, 1, tp_offset=2.0, fp_offset=1.0
+    )
+    assert pos == 2.0
+    assert ap == (1 / 2) * (3 / 4) + (1 / 2) * (4 / 6)
+
+
+@given(data=st.data())
+def test_range_partition(data):
+    n = data.draw(st.integers(0, 80))
+    grid = [-1.0, -0.5, -0.0, 0.0, 0.25, 1.0, 2.0]
+    y = np.asarray(
+        data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint8
+    )
+    s = np.asarray(data.draw(st.lists(st.sampled_from(grid), min_size=n, max_size=n)))
+    w = None
+    if data.draw(st.booleans()):
+        w = np.asarray(
+            data.draw(
+                st.lists(st.sampled_from([0.0, 0.1, 0.5, 3.0]), min_size=n, max_size=n)
+            )
+        )
+    # repeated bounds (empty ranges), -0.0 next to 0.0, and many bounds (the C++
+    # kernel searches beyond 64)
+    m = data.draw(st.sampled_from([0, 1, 2, 3, 5, 70, 254]))
+    bounds = np.sort(
+        np.asarray(
+            data.draw(
+                st.lists(st.sampled_from(grid + [0.1, 3.0]), min_size=m, max_size=m)
+            )
+        )
+    )
+    expected = range_partition_reference(y, s, w, bounds)
+    for got in _both_backends("range_partition", y, s, w, bounds):
+        assert len(got) == 5
+        for a, b in zip(got, expected, strict=True):
+            _same_bits(a, b)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_range_partition_cases(backend, weighted):
+    k = _kernels()
+    rng = np.random.default_rng(3)
+    n = 1000
+    y = (rng.random(n) < 0.3).astype(np.uint8)
+    s = rng.standard_normal(n)
+    s[::7] = -0.0
+    s[1::7] = 0.0
+    w = rng.integers(0, 3, n) * 0.25 if weighted else None
+    cases = [
+        np.array([]),  # one range
+        np.array([-10.0]),  # every row in the last range
+        np.array([10.0, 11.0]),  # every row in the first range
+        np.array([-0.0, 0.0, 0.0, 0.5]),  # repeats: empty ranges; -0.0 is 0.0
+        np.quantile(s, [0.25, 0.5, 0.75]),
+        np.sort(rng.standard_normal(254)),
+    ]
+    for bounds in cases:
+        got = k.range_partition(y, s, w, bounds)
+        for a, b in zip(got, range_partition_reference(y, s, w, bounds), strict=True):
+            _same_bits(a, b)
+    codes, scores, weights, sizes, label_weights = k.range_partition(
+        y, s, w, np.array([0.0, 0.0])
+    )
+    assert sizes[1] == 0 and sizes.sum() == n  # -0.0 and 0.0 are in range 2
+    assert sizes[2] == np.count_nonzero(s >= 0)
+    assert (weights is None) == (not weighted)
+    empty = k.range_partition(
+        np.empty(0, np.uint8), np.empty(0), None if w is None else np.empty(0),
+        np.array([0.5]),
+    )  # fmt: skip
+    for a, b in zip(
+        empty, [np.empty(0, np.uint8), np.empty(0), empty[2], [0, 0], np.zeros((2, 2))],
+        strict=True,
+    ):  # fmt: skip
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+            assert len(a) == len(b)
+
+
+def test_range_partition_rejects_bad_bounds(backend):
+    k = _kernels()
+    y, s = np.zeros(3, np.uint8), np.zeros(3)
+    for bounds, message in (
+        (np.zeros(255), "at most 254"),
+        (np.array([1.0, 0.0]), "sorted ascending"),
+        (np.array([np.nan]), "sorted ascending"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            k.range_partition(y, s, None, bounds)
+
+
 @given(data=st.data())
 def test_log_loss_sum(backend, threads, data):
     n = data.draw(st.integers(1, 50))
@@ -276,6 +433,8 @@ def test_kernels_agree_across_backends_large():
                         k.binary_curve(y, s, w, threads),
                         k.binary_auc(y, s, w, threads),
                         k.binary_average_precision(y, s, None, threads),
+                        k.binary_average_precision(y, s, w, threads, 7.0, 3.0),
+                        k.range_partition(y, s, w, np.array([0.2, 0.5, 0.5, 0.9])),
                         k.label_table(y, (s > 0.5).astype(np.uint8), w, 0, 2, threads)[
                             :2
                         ],
@@ -287,5 +446,8 @@ def test_kernels_agree_across_backends_large():
             np.testing.assert_allclose(b, a, rtol=1e-12)
         np.testing.assert_allclose(other[1], ref[1], rtol=1e-12)
         np.testing.assert_allclose(other[2], ref[2], rtol=1e-12)
-        np.testing.assert_array_equal(other[3][0], ref[3][0])
-        np.testing.assert_allclose(other[3][1], ref[3][1], rtol=1e-12)
+        np.testing.assert_allclose(other[3], ref[3], rtol=1e-12)
+        for a, b in zip(ref[4], other[4], strict=True):  # serial: bit for bit
+            _same_bits(a, b)
+        np.testing.assert_array_equal(other[5][0], ref[5][0])
+        np.testing.assert_allclose(other[5][1], ref[5][1], rtol=1e-12)

@@ -45,6 +45,11 @@ for weights in (None, w):
     for kernel in ("binary_curve", "binary_auc", "binary_average_precision"):
         same(getattr(nb, kernel)(pos, scores, weights, 1),
              getattr(cpp, kernel)(pos, scores, weights, 1))
+    same(nb.binary_average_precision(pos, scores, weights, 1, 3.0, 2.0),
+         cpp.binary_average_precision(pos, scores, weights, 1, 3.0, 2.0))
+    for bounds in (np.array([]), np.array([0.2, 0.5, 0.5]), np.linspace(0, 1, 70)):
+        same(nb.range_partition(pos, scores, weights, bounds),
+             cpp.range_partition(pos, scores, weights, bounds))
     same(nb.log_loss_sum(y, prob, weights, 1e-15, 1),
          cpp.log_loss_sum(y, prob, weights, 1e-15, 1))
     same(nb.regression_stats(reg_true, reg_pred, weights, 1),

@@ -77,13 +77,57 @@ class _Metrics(ModuleType):
         y_score: NDArray[np.float32] | NDArray[np.float64],
         sample_weight: NDArray[np.float64] | None,
         n_threads: int,
+        tp_offset: float = 0.0,
+        fp_offset: float = 0.0,
     ) -> tuple[float, float]:
         """(ap, pos_weight): sklearn's average_precision_score of one binary column.
 
         ap = sum over tie groups g in decreasing score of
-        (pos_g / pos_weight) * (tps_g / (tps_g + fps_g)), where tps_g and fps_g
-        are the cumulative weights up to and including g (a precision whose
-        denominator is 0 counts as 0). ap is nan when pos_weight is 0.
+        (pos_g / pos_weight) * precision_g, where pos_g is the group's positive
+        weight, pos_weight the total positive weight of the input, and
+        precision_g = (tps_g + tp_offset) / ((tps_g + tp_offset) + (fps_g +
+        fp_offset)) in float64, in that order; tps_g and fps_g are the cumulative
+        weights (counts when unweighted) up to and including g. A precision whose
+        denominator is 0 counts as 0. ap is nan when pos_weight is 0.
+
+        The offsets are the positive and negative weight scoring above every
+        sample of the input: given them, a score range of a bigger data set gets
+        its terms of that set's average precision (multiply ap by pos_weight and
+        divide by the set's positive weight). Zero offsets (the default) give the
+        plain average precision, bit for bit the same as without them.
+        """
+    def range_partition(
+        self,
+        y_true: NDArray[np.uint8],
+        y_score: NDArray[np.float64],
+        sample_weight: NDArray[np.float64] | None,
+        bounds: NDArray[np.float64],
+    ) -> tuple[
+        NDArray[np.uint8],
+        NDArray[np.float64],
+        NDArray[np.float64] | None,
+        NDArray[np.int64],
+        NDArray[np.float64],
+    ]:
+        """The rows grouped by score range, lowest range first, stably.
+
+        y_true: (n,) label codes 0 or 1 (any nonzero code counts as 1 in
+        label_weights, and is copied as it is); y_score: (n,) finite scores;
+        sample_weight: (n,) or None; bounds: (m,) sorted ascending, m <= 254,
+        repeats allowed. The range of a row is r = the number of bounds <= its
+        score, in [0, m] (-0.0 and 0.0 are the same score; a repeated bound
+        makes an empty range).
+        Returns (codes_out, scores_out, weights_out, sizes, label_weights):
+        - codes_out uint8 (n,), scores_out float64 (n,), weights_out float64 (n,)
+          (None when sample_weight is None): y_true, y_score and sample_weight
+          with the rows of range 0 first, then range 1, ..., each range's rows in
+          their input order (np.argsort of the range ids, kind="stable").
+        - sizes: int64 (m + 1,), the rows in each range.
+        - label_weights: float64 (m + 1, 2); [r, c] is the total weight of the
+          rows of range r with code c, added in row order from 0.0 (the row
+          count when unweighted).
+        Raises ValueError when m > 254 or bounds are not sorted or hold NaN.
+        Serial, with no n_threads: it runs in one dask task per worker thread.
         """
     def log_loss_sum(
         self,

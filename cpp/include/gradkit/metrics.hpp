@@ -13,6 +13,7 @@
 //   walk the tie groups: a group's weights are summed per class in row order, and
 //   each group's totals are then added to the running totals (exact int64 counts
 //   when unweighted, whatever the score dtype).
+// - range_partition (serial) adds each (range, label) cell's weights in row order.
 // - label_table adds a chunk's weights per cell, in row order within each of the
 //   kLabelSubTables copies of small tables (row i in copy i % 4), copies then chunks
 //   added in order; a table over kMaxChunkCells cells is counted on one thread, in
@@ -508,17 +509,20 @@ template <class Acc> struct PositiveFold {
 
 // The average precision: the sum over tie groups of (pos_g / pos_total) *
 // precision_g, as the contract writes it (the recall step first: pos_g * precision_g
-// can underflow where the average does not, with tiny weights).
+// can underflow where the average does not, with tiny weights). The offsets are the
+// weight scoring above these samples, as (tp + tp_offset) / ((tp + tp_offset) +
+// (fp + fp_offset)); adding 0.0 changes no value, and the counts are exact doubles
+// (below 2**53), so zero offsets give the plain precision bit for bit.
 template <class Acc> struct ApFold {
-  double pos_total;
+  double pos_total, tp_offset = 0.0, fp_offset = 0.0;
   Acc tp = 0, fp = 0;
   double ap = 0.0;
   void operator()(Acc closes, double, Acc pos_g, Acc neg_g) {
     tp += closes * pos_g;
     fp += closes * neg_g;
-    const Acc predicted = tp + fp;
-    const double precision =
-        predicted != 0 ? static_cast<double>(tp) / static_cast<double>(predicted) : 0.0;
+    const double tps = static_cast<double>(tp) + tp_offset;
+    const double predicted = tps + (static_cast<double>(fp) + fp_offset);
+    const double precision = predicted != 0.0 ? tps / predicted : 0.0;
     ap += static_cast<double>(closes) *
           ((static_cast<double>(pos_g) / pos_total) * precision);
   }
@@ -605,7 +609,8 @@ AucResult binary_auc(const std::uint8_t *y_true, const S *y_score, const double 
 
 template <class S>
 ApResult binary_average_precision(const std::uint8_t *y_true, const S *y_score,
-                                  const double *w, std::int64_t n, int n_threads) {
+                                  const double *w, std::int64_t n, int n_threads,
+                                  double tp_offset = 0.0, double fp_offset = 0.0) {
   detail::RankedSamples<order_key_t<S>> ranked;
   detail::rank_samples(y_true, y_score, w, n, n_threads, ranked);
   double ap = std::numeric_limits<double>::quiet_NaN(), pos_total = 0.0;
@@ -619,9 +624,130 @@ ApResult binary_average_precision(const std::uint8_t *y_true, const S *y_score,
       pos_total = static_cast<double>(detail::count_positives(ranked));
     }
     if (pos_total != 0.0)
-      ap = detail::walk_tie_groups<Acc>(ranked, detail::ApFold<Acc>{pos_total}).ap;
+      ap = detail::walk_tie_groups<Acc>(
+               ranked, detail::ApFold<Acc>{pos_total, tp_offset, fp_offset})
+               .ap;
   });
   return {ap, pos_total};
+}
+
+// ------------------------------------------------------------ range_partition
+
+// At most this many bounds, so that a range id (0 to m) fits a uint8.
+inline constexpr std::int64_t kMaxRangeBounds = 254;
+
+namespace detail {
+
+// Up to this many bounds, a row's range is a few compares against each of them;
+// beyond, a binary search.
+inline constexpr std::int64_t kCompareRangeBounds = 64;
+
+// The number of bounds <= x: each bound compared, no branch.
+struct CompareRanges {
+  const double *bounds;
+  std::int64_t m;
+  std::uint8_t operator()(double x) const {
+    unsigned r = 0;
+    for (std::int64_t j = 0; j < m; ++j)
+      r += bounds[j] <= x;
+    return static_cast<std::uint8_t>(r);
+  }
+};
+
+// The number of bounds <= x (bounds sorted, m >= 1): a branchless binary search,
+// whose steps depend on m alone. Invariant: the answer is in
+// [base - bounds, base - bounds + len].
+struct SearchRanges {
+  const double *bounds;
+  std::int64_t m;
+  std::uint8_t operator()(double x) const {
+    const double *base = bounds;
+    std::int64_t len = m;
+    while (len > 1) {
+      const std::int64_t half = len / 2;
+      base = base[half] <= x ? base + half : base;
+      len -= half;
+    }
+    return static_cast<std::uint8_t>((base - bounds) + (*base <= x));
+  }
+};
+
+// Pass 1: every row's range id, the rows per (range, label) and, weighted, the
+// weight per (range, label), summed in row order. A nonzero code counts as label 1.
+template <bool kWeighted, class RangeOf>
+void range_ids(const std::uint8_t *y_true, const double *y_score, const double *w,
+               std::int64_t n, RangeOf range_of, std::uint8_t *ids,
+               std::int64_t *counts, double *label_weights) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint8_t r = range_of(y_score[i]);
+    ids[i] = r;
+    const std::int64_t cell = 2 * std::int64_t{r} + (y_true[i] != 0);
+    ++counts[cell];
+    if constexpr (kWeighted)
+      label_weights[cell] += w[i];
+  }
+}
+
+} // namespace detail
+
+// The rows grouped by score range, lowest range first, stably (see _core.pyi).
+// bounds: m <= kMaxRangeBounds sorted scores; outputs: codes_out, scores_out and
+// (when w) weights_out of n rows, sizes of m + 1 and label_weights of (m + 1) * 2.
+// Serial: it runs in one task per worker thread.
+inline void range_partition(const std::uint8_t *y_true, const double *y_score,
+                            const double *w, std::int64_t n, const double *bounds,
+                            std::int64_t m, std::uint8_t *codes_out, double *scores_out,
+                            double *weights_out, std::int64_t *sizes,
+                            double *label_weights) {
+  const std::int64_t n_ranges = m + 1;
+  std::array<std::int64_t, 2 * (kMaxRangeBounds + 1)> counts{};
+  std::fill(label_weights, label_weights + 2 * n_ranges, 0.0);
+  std::unique_ptr<std::uint8_t[]> ids(new std::uint8_t[static_cast<std::size_t>(n)]);
+  auto first_pass = [&](auto range_of) {
+    if (w)
+      detail::range_ids<true>(y_true, y_score, w, n, range_of, ids.get(), counts.data(),
+                              label_weights);
+    else
+      detail::range_ids<false>(y_true, y_score, w, n, range_of, ids.get(),
+                               counts.data(), label_weights);
+  };
+  if (m <= detail::kCompareRangeBounds)
+    first_pass(detail::CompareRanges{bounds, m});
+  else
+    first_pass(detail::SearchRanges{bounds, m});
+  std::array<std::int64_t, kMaxRangeBounds + 1> next{};
+  std::int64_t start = 0, fullest = 0;
+  for (std::int64_t r = 0; r < n_ranges; ++r) {
+    sizes[r] = counts[2 * r] + counts[2 * r + 1];
+    if (!w) {
+      label_weights[2 * r] = static_cast<double>(counts[2 * r]);
+      label_weights[2 * r + 1] = static_cast<double>(counts[2 * r + 1]);
+    }
+    next[r] = start;
+    start += sizes[r];
+    fullest = std::max(fullest, sizes[r]);
+  }
+  if (fullest == n) { // one range holds every row: they stay in order
+    std::copy(y_true, y_true + n, codes_out);
+    std::copy(y_score, y_score + n, scores_out);
+    if (w)
+      std::copy(w, w + n, weights_out);
+    return;
+  }
+  // Pass 2: the scatter, each row to the next free slot of its range.
+  auto scatter = [&](auto weighted) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t at = next[ids[i]]++;
+      codes_out[at] = y_true[i];
+      scores_out[at] = y_score[i];
+      if constexpr (decltype(weighted)::value)
+        weights_out[at] = w[i];
+    }
+  };
+  if (w)
+    scatter(std::true_type{});
+  else
+    scatter(std::false_type{});
 }
 
 // ------------------------------------------------------------------- log_loss

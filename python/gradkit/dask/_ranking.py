@@ -81,27 +81,11 @@ def _sample(s: np.ndarray) -> np.ndarray:
 
 def _boundaries(n_ranges: int, *samples: np.ndarray) -> np.ndarray:
     """n_ranges - 1 scores that cut the pooled sample evenly (repeats make empty
-    ranges; no sample puts every row in the first range)."""
+    ranges)."""
     pooled = np.sort(np.concatenate(samples))
-    if len(pooled) == 0:
-        return pooled
+    if len(pooled) == 0:  # no finite score: every block's own check will fail
+        return np.zeros(n_ranges - 1)
     return pooled[(np.arange(1, n_ranges) * len(pooled)) // n_ranges]
-
-
-def _range_order(scores: np.ndarray, bounds: np.ndarray) -> tuple[Any, np.ndarray]:
-    """(the rows in order of score range, stable; each range's row count)."""
-    n_ranges = len(bounds) + 1
-    if n_ranges > 16:
-        ids = np.searchsorted(bounds, scores, side="right").astype(np.uint8)
-        order = np.argsort(ids, kind="stable")  # a radix sort: the ids are uint8
-        return order, np.bincount(ids, minlength=n_ranges)
-    # A few streaming compares beat a binary search per row, and one pass per
-    # range beats a sort of the range ids.
-    ids = np.zeros(len(scores), dtype=np.uint8)
-    for bound in bounds:
-        ids += (scores >= bound).view(np.uint8)
-    rows = [np.flatnonzero(ids == r) for r in range(n_ranges)]
-    return np.concatenate(rows), np.array([len(r) for r in rows])
 
 
 @one_thread_per_task
@@ -127,21 +111,11 @@ def _cut_block(
     )
     w = _chunk_weights(w, scores.shape[0])
     codes = (y != labels[0]).view(np.uint8)  # the index of y in labels
-    order, sizes = _range_order(scores, bounds)
+    kernel = _config.kernels("metrics")
+    codes, scores, w, sizes, weights = kernel.range_partition(codes, scores, w, bounds)
     ends = np.cumsum(sizes)[:-1]
-    codes, scores = codes[order], scores[order]
     parts = [np.split(a, ends) for a in (codes, scores)]
-    weights: np.ndarray
-    if w is None:  # weight per (range, label) = row counts
-        positives = np.array([np.count_nonzero(c) for c in parts[0]])
-        weights = np.stack([sizes - positives, positives], axis=1).astype(np.float64)
-        w_parts: list[Any] = [None] * n_ranges
-    else:
-        w = w[order]
-        starts = np.repeat(np.arange(n_ranges) * 2, sizes)
-        weights = np.bincount(starts + codes, weights=w, minlength=2 * n_ranges)
-        weights = weights.reshape(n_ranges, 2)
-        w_parts = np.split(w, ends)
+    w_parts = [None] * n_ranges if w is None else np.split(w, ends)
     info = (labels, weights[:, : len(labels)])
     return (info,) + tuple(
         _Block(labels, c, sc, wt) for c, sc, wt in zip(*parts, w_parts, strict=True)
@@ -205,6 +179,13 @@ def _range_share(plan: _Plan, r: int, *pieces: _Block) -> float:
             # below 2**50 the product takes it back exactly, with no curve arrays.
             area2 = 0.0 if np.isnan(auc) else round(auc * 2 * pos_n * neg_n)
             return area2 / 2 + neg_n * pos_above
+    if plan.metric == "average_precision_score":
+        # The kernel's sum of pos_g / pos_weight * precision_g, with the weight
+        # scoring above the range in every precision.
+        ap, pos_weight = kernel.binary_average_precision(
+            pos, scores, w, 1, tp_offset=pos_above, fp_offset=neg_above
+        )
+        return 0.0 if pos_weight == 0 else float(ap * pos_weight)
     fps, tps, _ = kernel.binary_curve(pos, scores, w, 1)
     if len(fps) == 0:  # every weight is 0
         return 0.0
@@ -214,11 +195,6 @@ def _range_share(plan: _Plan, r: int, *pieces: _Block) -> float:
     fps += neg_above
     tps += pos_above
     pos_g = np.diff(tps, prepend=pos_above)
-    if plan.metric == "average_precision_score":
-        # Recall steps pos_g / P times precision (each group has weight, so
-        # tps + fps > 0).
-        precision = np.divide(tps, np.add(tps, fps, out=fps), out=fps)
-        return float(pos_g @ precision)
     neg_g = np.diff(fps, prepend=neg_above)
     if plan.max_fpr is None:
         # Mann-Whitney with half credit for ties, as the binary_auc kernel: with
