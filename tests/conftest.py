@@ -1,5 +1,7 @@
-"""Shared fixtures: the kernel backend under test and the hypothesis profiles."""
+"""Shared fixtures: the kernel backend under test, the hypothesis profiles and the
+dask cluster of the gradkit.dask tests."""
 
+import logging
 import os
 import warnings
 
@@ -74,3 +76,23 @@ def kernel_calls(monkeypatch):
 
     monkeypatch.setattr(_config, "kernels", spying_kernels)
     yield calls
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A distributed client of a LocalCluster of 2 worker processes x 1 thread,
+    one per test module (a module that kills workers starts its own)."""
+    import distributed
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        # None still binds the scheduler's HTTP routes to :8787, which collides
+        # with any other cluster on the machine; :0 takes a free port.
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()

@@ -4,8 +4,6 @@ sample weights; per-block values are never averaged."""
 
 from __future__ import annotations
 
-import logging
-
 import dask.array as da
 import dask.dataframe as dd
 import distributed
@@ -22,22 +20,6 @@ N = 1001
 CHUNKS_Y = (7, 300, 1, 693)  # unequal, one block of a single row
 CHUNKS_OTHER = (500, 501)  # not the blocks of y: must be rechunked
 CHUNKS_W = (100,) * 10 + (1,)
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        # None still binds the scheduler's HTTP routes to :8787, which collides
-        # with any other cluster on the machine; :0 takes a free port.
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ runs on a 2-process LocalCluster."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import dask
@@ -304,20 +303,6 @@ def test_numpy_inputs(sync):
 
 # --------------------------------------------------------------------------------
 # A 2-process cluster: the shares are computed on the workers
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 @pytest.mark.parametrize("n_ranges", [None, 5])

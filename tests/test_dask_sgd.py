@@ -14,7 +14,6 @@ pytest.importorskip("distributed")
 import cloudpickle  # noqa: E402
 import dask  # noqa: E402
 import dask.array as da  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 
@@ -29,17 +28,6 @@ N, D = 12_000, 8
 # Unequal row chunks, and y chunked differently from X.
 X_CHUNKS = ((2_000, 4_500, 1_500, 4_000), (D,))
 Y_CHUNKS = 5_000
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")

@@ -288,6 +288,9 @@ def regressor_score(model: Any, X: Any, y: Any, sample_weight: Any) -> float:
 
 
 class _DaskLinear(BaseEstimator):
+    """What gradkit.dask's linear models share: the fitted check, the decision
+    function as a dask array."""
+
     coef_: np.ndarray
     intercept_: Any
 

@@ -52,16 +52,15 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from gradkit import _config
 from gradkit.dask._linear import (
     _as_dask,
-    _check_X,
     _check_Xy,
-    _decision_dask,
+    _DaskLinear,
     _predict_labels,
     _proba_dask,
     classifier_score,
@@ -203,7 +202,7 @@ def _restart(problem: _Problem) -> None:
         problem["l1_q"][:] = 0
 
 
-class _DaskSGD(BaseEstimator):
+class _DaskSGD(_DaskLinear):
     """What SGDClassifier and SGDRegressor share: checks, data layout, epochs."""
 
     _memory_class: Any
@@ -467,18 +466,6 @@ class _DaskSGD(BaseEstimator):
             averaged.append(new)
         sums = np.sum([r[1] for r in results], axis=0)
         return averaged, sums
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; "
-                "call fit first."
-            )
-
-    def _decision(self, X: Any) -> da.Array:
-        self._check_fitted()
-        X = _check_X(X, self.n_features_in_)
-        return _decision_dask(X, self.coef_, self.intercept_)
 
 
 class SGDClassifier(ClassifierMixin, _DaskSGD):
