@@ -5,10 +5,14 @@ import logging
 import os
 import warnings
 
-import pytest
-from hypothesis import HealthCheck, settings
+# sklearn's array-API estimator checks run only when scipy was imported with this
+# set; without it they skip (8 cases of test_check_estimator).
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-import gradkit
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import gradkit  # noqa: E402
 
 # When a property fails, hypothesis imports libcst to explain it, and libcst warns
 # (DeprecationWarning from mypy_extensions) on import; with warnings as errors that

@@ -323,3 +323,21 @@ def test_command_line_runs_script_patched(tmp_path):
         [sys.executable, "-m", "gradkit.patch"], capture_output=True, text=True
     )
     assert out.returncode == 2 and "usage" in out.stderr
+
+
+def test_array_api_dispatch_is_left_to_sklearn():
+    # sklearn then returns results in the inputs' namespace (here torch), which
+    # gradkit's numpy kernels do not: the patched metric hands such calls over.
+    import torch
+
+    y_true, y_pred = torch.tensor([0, 1, 1, 0, 1]), torch.tensor([0, 1, 0, 0, 1])
+    with sklearn.config_context(array_api_dispatch=True):
+        expected = sklearn.metrics.confusion_matrix(y_true, y_pred)
+        with gradkit.sklearn_patched(["confusion_matrix"]):
+            got = sklearn.metrics.confusion_matrix(y_true, y_pred)
+    assert isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor)
+    assert torch.equal(got, expected)
+    # Without dispatch the same call is gradkit's, and returns numpy.
+    with gradkit.sklearn_patched(["confusion_matrix"]):
+        plain = sklearn.metrics.confusion_matrix(y_true.numpy(), y_pred.numpy())
+    np.testing.assert_array_equal(plain, expected.numpy())

@@ -96,6 +96,11 @@ def _make_fallback(
 ) -> Callable[..., Any]:
     @functools.wraps(fast)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if sklearn.get_config()["array_api_dispatch"]:
+            # Results must then come back in the inputs' namespace and device
+            # (torch, cupy, ...), which gradkit's numpy kernels do not give.
+            logger.debug("%s: left to scikit-learn (array_api_dispatch)", name)
+            return original(*args, **kwargs)
         try:
             result = fast(*args, **kwargs)
         except _FALLBACK_ERRORS as exc:
