@@ -19,6 +19,7 @@ from hypothesis.extra.numpy import arrays as _arrays
 
 import gradkit.dask as gd
 import gradkit.metrics as M
+from gradkit.dask import _ranking
 
 RTOL = 1e-12
 ATOL = 1e-15  # an AUC of exactly 0 may come back as a few ulps of 1
@@ -258,6 +259,17 @@ def test_extreme_n_ranges(sync, n_ranges):
     y = np.arange(600) % 3 == 0
     s = np.linspace(0, 1, 600) ** 2
     compare("roc_auc_score", y, s, chunks=(100,) * 6, n_ranges=n_ranges, exact=True)
+
+
+@pytest.mark.parametrize("limit", [0.0, np.inf])
+def test_unweighted_auc_exact_by_either_path(sync, monkeypatch, limit):
+    # Ranges past FAST_AUC_LIMIT (pos * neg, over 2**48 rows squared: too big for
+    # a test) sum their area from the curve instead of binary_auc; both are exact.
+    monkeypatch.setattr(_ranking, "FAST_AUC_LIMIT", limit)
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 900)
+    s = np.round(rng.random(900) + 0.3 * y, 2)  # ties within and across blocks
+    compare("roc_auc_score", y, s, chunks=(300, 1, 299, 300), n_ranges=6, exact=True)
 
 
 @pytest.mark.parametrize("w", [None, [1, 2, 0.5, 1, 1, 3]])

@@ -19,7 +19,8 @@ each level (10**8 scores grew a worker to 7.7 GB). They cost one sort in total:
 All of it is one graph: nothing returns to the client in between.
 
 The unweighted ROC AUC is a sum of exact half-integers, as in the in-memory
-kernel, so it equals gradkit.metrics bit for bit. The other cases agree to
+kernel, so it equals gradkit.metrics bit for bit (while positives x negatives
+stays below 2**53, about 1.9e8 balanced rows; beyond, to ~1e-15). The other cases agree to
 ~1e-15 relative; only the order of the sums differs. When the data is too big
 for one machine, a range task holds about 1 / n_ranges of it.
 
@@ -53,6 +54,8 @@ from gradkit.metrics.streaming import _chunk_weights
 
 SAMPLES_PER_BLOCK = 256
 MAX_RANGES = 255  # range ids are uint8
+# Below this pos * neg, a range's unweighted area comes from binary_auc alone.
+FAST_AUC_LIMIT = 2.0**48
 
 
 class _Block:
@@ -174,9 +177,11 @@ def _range_share(plan: _Plan, r: int, *pieces: _Block) -> float:
     neg_above, pos_above = (float(a) for a in plan.above[r])
     if plan.metric == "roc_auc_score" and plan.max_fpr is None and w is None:
         auc, pos_n, neg_n = kernel.binary_auc(pos, scores, None, 1)
-        if pos_n * neg_n < 2.0**50:
-            # The kernel's exact twice-area (an integer) divided by 2 * pos * neg:
-            # below 2**50 the product takes it back exactly, with no curve arrays.
+        if pos_n * neg_n < FAST_AUC_LIMIT:
+            # auc is the kernel's exact twice-area (an integer below 2 * pos * neg)
+            # over 2 * pos * neg, rounded: multiplying back (three roundings) is
+            # off by less than 0.2 there, so round() gives the integer exactly,
+            # with no curve arrays.
             area2 = 0.0 if np.isnan(auc) else round(auc * 2 * pos_n * neg_n)
             return area2 / 2 + neg_n * pos_above
     if plan.metric == "average_precision_score":
