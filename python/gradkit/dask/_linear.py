@@ -306,11 +306,11 @@ class _DaskLinear(BaseEstimator):
         X = _check_X(X, self.n_features_in_)
         return _decision_dask(X, self.coef_, self.intercept_)
 
-    def _statistics(self, X: da.Array, y: da.Array) -> tuple[Any, ...]:
-        """Column means and spreads of X (and whatever the subclass adds), one pass."""
-        mean = X.mean(axis=0, dtype=np.float64)
-        spread = X.std(axis=0, dtype=np.float64)
-        return mean, spread
+
+def _column_stats(X: da.Array) -> tuple[da.Array, da.Array]:
+    """X's column means and spreads (lazy): L-BFGS works in standardized
+    coordinates."""
+    return X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
 
 
 def _class_index(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -347,7 +347,7 @@ class LogisticRegression(ClassifierMixin, _DaskLinear):
             raise ValueError(f"C must be positive, got {self.C!r}.")
         X, y = _check_Xy(X, y)
         X, y = dask.persist(X, y)
-        mean, spread = self._statistics(X, y)
+        mean, spread = _column_stats(X)
         classes, mean, spread = dask.compute(da.unique(y), mean, spread)
         if len(classes) < 2:
             raise ValueError(
@@ -417,7 +417,7 @@ class LinearRegression(RegressorMixin, _DaskLinear):
         X, y = _check_Xy(X, y)
         y = y.astype(np.float64)
         X, y = dask.persist(X, y)
-        mean, spread = dask.compute(*self._statistics(X, y))
+        mean, spread = dask.compute(*_column_stats(X))
         coef, intercept, n_iter = _fit_lbfgs(
             X, y, _SQUARED_ERROR, 1, 0.0, self.fit_intercept, mean, spread,
             self.tol, self.max_iter, type(self).__name__,

@@ -505,7 +505,7 @@ def r2_score(
 # Ranking (RankingState exact, BinnedAUCState approximate), binary
 
 
-def _ranking(
+def _exact_ranking(
     metric: str, y_true: Any, y_score: Any, sample_weight: Any, n_ranges: Any,
     **kwargs: Any,
 ) -> float:  # fmt: skip
@@ -532,7 +532,7 @@ def roc_auc_score(
     worker thread), not a merge tree; see gradkit.dask._ranking. Unweighted and
     without max_fpr it equals the in-memory result bit for bit.
     """
-    return _ranking(
+    return _exact_ranking(
         "roc_auc_score", y_true, y_score, sample_weight, n_ranges,
         average=average, max_fpr=max_fpr, multi_class=multi_class, labels=labels,
     )  # fmt: skip
@@ -549,7 +549,7 @@ def average_precision_score(
 ) -> float:
     """Binary gradkit.metrics.average_precision_score of dask inputs, computed
     exactly by a sample sort into n_ranges score ranges (see roc_auc_score)."""
-    return _ranking(
+    return _exact_ranking(
         "average_precision_score", y_true, y_score, sample_weight, n_ranges,
         average=average, pos_label=pos_label,
     )  # fmt: skip

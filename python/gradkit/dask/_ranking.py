@@ -20,9 +20,9 @@ All of it is one graph: nothing returns to the client in between.
 
 The unweighted ROC AUC is a sum of exact half-integers, as in the in-memory
 kernel, so it equals gradkit.metrics bit for bit (while positives x negatives
-stays below 2**53, about 1.9e8 balanced rows; beyond, to ~1e-15). The other cases agree to
-~1e-15 relative; only the order of the sums differs. When the data is too big
-for one machine, a range task holds about 1 / n_ranges of it.
+stays below 2**53, about 1.9e8 balanced rows; beyond, to ~1e-15). The other
+cases agree to ~1e-15 relative; only the order of the sums differs. When the
+data is too big for one machine, a range task holds about 1 / n_ranges of it.
 
 Errors, warnings and degenerate results (one class only, a class of zero total
 weight, a bad max_fpr or pos_label) come from gradkit.metrics itself, called on
@@ -173,10 +173,11 @@ def _range_share(plan: _Plan, r: int, *pieces: _Block) -> float:
     )
     scores = np.concatenate([p.scores for p in pieces])
     w = None if pieces[0].w is None else np.concatenate([p.w for p in pieces])
-    kernel = _config.kernels("metrics")
+    # One thread, as one_thread_per_task sets for every task.
+    kernel, threads = _config.kernels("metrics"), _config.n_threads()
     neg_above, pos_above = (float(a) for a in plan.above[r])
     if plan.metric == "roc_auc_score" and plan.max_fpr is None and w is None:
-        auc, pos_n, neg_n = kernel.binary_auc(pos, scores, None, 1)
+        auc, pos_n, neg_n = kernel.binary_auc(pos, scores, None, threads)
         if pos_n * neg_n < FAST_AUC_LIMIT:
             # auc is the kernel's exact twice-area (an integer below 2 * pos * neg)
             # over 2 * pos * neg, rounded: multiplying back (three roundings) is
@@ -188,10 +189,10 @@ def _range_share(plan: _Plan, r: int, *pieces: _Block) -> float:
         # The kernel's sum of pos_g / pos_weight * precision_g, with the weight
         # scoring above the range in every precision.
         ap, pos_weight = kernel.binary_average_precision(
-            pos, scores, w, 1, tp_offset=pos_above, fp_offset=neg_above
+            pos, scores, w, threads, tp_offset=pos_above, fp_offset=neg_above
         )
         return 0.0 if pos_weight == 0 else float(ap * pos_weight)
-    fps, tps, _ = kernel.binary_curve(pos, scores, w, 1)
+    fps, tps, _ = kernel.binary_curve(pos, scores, w, threads)
     if len(fps) == 0:  # every weight is 0
         return 0.0
     # Cumulative weights from the top of all the data, and each tie group's own.
