@@ -26,7 +26,6 @@ average=None), equal to ~1e-15 relative: only the order of the sums differs.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from gradkit.dask._ranking import ranking_metric
 from gradkit.dask._tasks import one_thread_per_task, with_known_chunks
+from gradkit.metrics._probabilistic import renamed_y_proba
 from gradkit.metrics.streaming import (
     BinnedAUCState,
     ConfusionState,
@@ -369,20 +369,7 @@ def log_loss(
     only or rechunked so. The sum of the per-row losses and the sum of the weights
     are reduced separately and divided once: exact for blocks of any size.
     """
-    if not (isinstance(y_pred, str) and y_pred == "deprecated"):
-        # As gradkit.metrics.log_loss does on numpy input.
-        if y_proba is not None:
-            raise ValueError(
-                "Cannot use both `y_pred` and `y_proba`. `y_pred` is deprecated, use "
-                "`y_proba` instead."
-            )
-        warnings.warn(
-            "`y_pred` was renamed to `y_proba` in version 1.9 and will be removed in "
-            "1.11. Use `y_proba` instead.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        y_proba = y_pred
+    y_proba = renamed_y_proba(y_proba, y_pred)
     state: ProbabilisticState = _reduce_state(
         ProbabilisticState,
         y_true,

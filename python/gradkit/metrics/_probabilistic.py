@@ -97,6 +97,25 @@ def _check_prob_columns(y_prob: np.ndarray, classes: np.ndarray, labels: Any) ->
         )
 
 
+def renamed_y_proba(y_proba: Any, y_pred: Any) -> Any:
+    """log_loss's probabilities: y_proba, or the deprecated y_pred with sklearn's
+    FutureWarning (pointing at the caller of log_loss), never both."""
+    if isinstance(y_pred, str) and y_pred == "deprecated":
+        return y_proba
+    if y_proba is not None:
+        raise ValueError(
+            "Cannot use both `y_pred` and `y_proba`. `y_pred` is deprecated, use "
+            "`y_proba` instead."
+        )
+    warnings.warn(
+        "`y_pred` was renamed to `y_proba` in version 1.9 and will be removed in "
+        "1.11. Use `y_proba` instead.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return y_pred
+
+
 def log_loss(
     y_true: Any,
     y_proba: Any = None,
@@ -111,19 +130,7 @@ def log_loss(
     Probabilities are clipped to [eps, 1 - eps] with eps the machine epsilon of
     their dtype, without renormalisation, as sklearn does.
     """
-    if not (isinstance(y_pred, str) and y_pred == "deprecated"):
-        if y_proba is not None:
-            raise ValueError(
-                "Cannot use both `y_pred` and `y_proba`. `y_pred` is deprecated, use "
-                "`y_proba` instead."
-            )
-        warnings.warn(
-            "`y_pred` was renamed to `y_proba` in version 1.9 and will be removed in "
-            "1.11. Use `y_proba` instead.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        y_proba = y_pred
+    y_proba = renamed_y_proba(y_proba, y_pred)
     if not isinstance(normalize, (bool, np.bool_)):
         raise InvalidParameterError(
             "The 'normalize' parameter of log_loss must be an instance of 'bool' or an "
