@@ -55,12 +55,6 @@
 #include <immintrin.h> // masked loads and stores of the last features (dense_pass)
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
-#define GRADKIT_RESTRICT __restrict__
-#else
-#define GRADKIT_RESTRICT
-#endif
-
 namespace gradkit::linear {
 
 enum LossCode : int {

@@ -21,12 +21,6 @@
 
 #include "gradkit/parallel.hpp"
 
-#if defined(__GNUC__) || defined(__clang__)
-#define GRADKIT_RESTRICT __restrict__
-#else
-#define GRADKIT_RESTRICT
-#endif
-
 // The Adam loop vectorizes only where std::sqrt need not set errno: build with
 // -fno-math-errno (no kernel reads errno); with errno it runs one element at a time.
 

@@ -14,6 +14,13 @@
 #include <utility>
 #include <vector>
 
+// No-alias promise on kernel pointers, for the compilers that take one.
+#if defined(__GNUC__) || defined(__clang__)
+#define GRADKIT_RESTRICT __restrict__
+#else
+#define GRADKIT_RESTRICT
+#endif
+
 namespace gradkit {
 
 inline constexpr std::int64_t kMinRowsPerThread = 65536;

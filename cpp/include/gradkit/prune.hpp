@@ -28,12 +28,6 @@
 
 #include "gradkit/parallel.hpp"
 
-#if defined(__GNUC__) || defined(__clang__)
-#define GRADKIT_RESTRICT __restrict__
-#else
-#define GRADKIT_RESTRICT
-#endif
-
 namespace gradkit::compress {
 
 // The result of magnitude_threshold: the k-th smallest |x|, and how many of the

@@ -23,12 +23,6 @@
 
 #include "gradkit/parallel.hpp"
 
-#if defined(__GNUC__) || defined(__clang__)
-#define GRADKIT_RESTRICT __restrict__
-#else
-#define GRADKIT_RESTRICT
-#endif
-
 namespace gradkit::compress {
 
 // The integer range and scheme of a quantization; -128 <= qmin < qmax <= 255 (the
