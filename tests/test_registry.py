@@ -264,7 +264,7 @@ else:
             f.write(data[: len(data) // 2])
             f.flush()
         stall()
-    _store._write_atomic = stalled_write_atomic
+    _store._serialize.write_atomic = stalled_write_atomic
 Registry(path).register("clf", {"w": np.arange(1000.0)})
 """
 

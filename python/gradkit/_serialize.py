@@ -14,6 +14,7 @@ so their arrays load memory-mapped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import lzma
 import math
@@ -21,6 +22,8 @@ import mmap
 import numbers
 import os
 import struct
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -402,21 +405,33 @@ def from_bytes(data: Any) -> Any:
         ) from None
 
 
-def save(model: Any, path: str | os.PathLike) -> int:
-    """Write a model to path (atomically: a crash leaves the old file or the new
-    one, never half of one); returns the number of bytes written."""
-    data = to_bytes(model)
-    path = os.fspath(path)
-    temporary = f"{path}.tmp-{os.getpid()}"
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write data to path so that readers see the old file or the whole new one,
+    and a crash leaves one of them. The temporary file beside it is named
+    <name>.tmp-<pid>-<ns>: the registry's gc reads the writer's pid there."""
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     try:
         with open(temporary, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+        with contextlib.suppress(OSError):  # make the rename durable too
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
     finally:
-        if os.path.exists(temporary):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def save(model: Any, path: str | os.PathLike) -> int:
+    """Write a model to path (atomically: a crash leaves the old file or the new
+    one, never half of one); returns the number of bytes written."""
+    data = to_bytes(model)
+    write_atomic(Path(path), data)
     return len(data)
 
 

@@ -246,7 +246,7 @@ class Registry:
     def _check_format(self) -> None:
         marker = self.path / "registry.json"
         if not marker.exists():
-            _write_atomic(
+            _serialize.write_atomic(
                 marker,
                 json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode(),
             )
@@ -301,7 +301,7 @@ class Registry:
             return  # content-addressed: the same bytes are already there
         path.parent.mkdir(exist_ok=True)
         try:
-            _write_atomic(path, data)
+            _serialize.write_atomic(path, data)
         except OSError as exc:
             hint = (
                 "the disk is full"
@@ -676,7 +676,7 @@ class Registry:
             {"model": np.frombuffer(blob, np.uint8)},
             metadata={"gradkit-export": json.dumps(meta)},
         )
-        _write_atomic(Path(path), data)
+        _serialize.write_atomic(Path(path), data)
         return record
 
     def import_(self, path: str | os.PathLike, name: str | None = None) -> ModelVersion:
@@ -719,26 +719,6 @@ class Registry:
 
 
 # --- helpers ---------------------------------------------------------------------
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write data to path so that readers see the old file or the whole new one."""
-    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        with contextlib.suppress(OSError):  # make the rename durable too
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
 
 
 def _is_temporary(path: Path) -> bool:
