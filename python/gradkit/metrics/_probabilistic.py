@@ -30,30 +30,32 @@ def _check_probability_range(y_prob: np.ndarray, lower_word: str) -> None:
         raise ValueError(f"y_prob contains values {lower_word} than 0: {low}")
 
 
-def _classes_and_index(y_true: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """LabelBinarizer classes for log_loss / brier, and each row's class index."""
+def sorted_labels(labels: Any) -> np.ndarray:
+    """The classes of y_prob's columns when labels= is given: the labels sorted,
+    with sklearn's warning when they were not."""
+    classes = np.unique(np.asarray(labels))
+    if not np.all(classes == np.asarray(labels)):
+        warnings.warn(
+            f"Labels passed were {labels}. But this function assumes labels are "
+            "ordered lexicographically. Pass the ordered "
+            f"labels={classes.tolist()} and ensure that the columns of y_prob "
+            "correspond to this ordering.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return classes
+
+
+def check_classes(present: np.ndarray, classes: np.ndarray, labels: Any) -> None:
+    """sklearn's checks of the classes of y_prob's columns against the labels
+    present in y_true: all of them covered (when labels= is given), two at least."""
     if labels is not None:
-        classes = np.unique(np.asarray(labels))
-        if not np.all(classes == np.asarray(labels)):
-            warnings.warn(
-                f"Labels passed were {labels}. But this function assumes labels are "
-                "ordered lexicographically. Pass the ordered "
-                f"labels={classes.tolist()} and ensure that the columns of y_prob "
-                "correspond to this ordering.",
-                UserWarning,
-                stacklevel=3,
-            )
-        _, present, y = target_labels(y_true, "y_true")
         missing = np.setdiff1d(present, classes)
         if len(missing):
             raise ValueError(
                 f"y_true contains values {set(missing.tolist())} not belonging to the "
                 f"passed labels {labels}."
             )
-    else:
-        y_type, classes, y = target_labels(y_true, "y_true")
-        if y_type not in ("binary", "multiclass"):
-            raise ValueError(f"{y_type} format is not supported for probabilities")
     if classes.shape[0] == 1:
         if labels is None:
             raise ValueError(
@@ -64,25 +66,20 @@ def _classes_and_index(y_true: Any, labels: Any) -> tuple[np.ndarray, np.ndarray
         raise ValueError(
             f"The labels array needs to contain at least two labels, got {classes}."
         )
-    if y.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes))):
-        index = np.ascontiguousarray(y, dtype=np.int64)  # already 0..K-1
-    else:
-        index = np.searchsorted(classes, y).astype(np.int64)
-    return classes, index
 
 
-def _check_prob_columns(y_prob: np.ndarray, classes: np.ndarray, labels: Any) -> None:
-    """sklearn's checks of 2-D probabilities: rows summing to 1 (a warning) and one
-    column per class (an error). A 1-D y_prob counts as the two columns [1 - p, p]."""
-    if y_prob.ndim == 2:
-        eps = np.finfo(y_prob.dtype).eps
-        if not np.all(np.isclose(y_prob.sum(axis=1), 1, rtol=sqrt(eps))):
-            warnings.warn(
-                "The y_prob values do not sum to one. Make sure to pass probabilities.",
-                UserWarning,
-                stacklevel=3,
-            )
-    n_columns = 2 if y_prob.ndim == 1 else y_prob.shape[1]
+def check_columns(
+    rows_off_one: bool, n_columns: int, classes: np.ndarray, labels: Any
+) -> None:
+    """sklearn's checks of y_prob's columns: rows summing to 1 (a warning when some
+    row does not) and one column per class (an error). A 1-D y_prob counts as the
+    two columns [1 - p, p]."""
+    if rows_off_one:
+        warnings.warn(
+            "The y_prob values do not sum to one. Make sure to pass probabilities.",
+            UserWarning,
+            stacklevel=4,
+        )
     if classes.shape[0] != n_columns:
         if labels is None:
             raise ValueError(
@@ -95,6 +92,34 @@ def _check_prob_columns(y_prob: np.ndarray, classes: np.ndarray, labels: Any) ->
             "The number of classes in labels is different from that in y_prob. "
             f"Classes found in labels: {classes}"
         )
+
+
+def _classes_and_index(y_true: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """LabelBinarizer classes for log_loss / brier, and each row's class index."""
+    if labels is not None:
+        classes = sorted_labels(labels)
+        _, present, y = target_labels(y_true, "y_true")
+    else:
+        y_type, present, y = target_labels(y_true, "y_true")
+        if y_type not in ("binary", "multiclass"):
+            raise ValueError(f"{y_type} format is not supported for probabilities")
+        classes = present
+    check_classes(present, classes, labels)
+    if y.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes))):
+        index = np.ascontiguousarray(y, dtype=np.int64)  # already 0..K-1
+    else:
+        index = np.searchsorted(classes, y).astype(np.int64)
+    return classes, index
+
+
+def _check_prob_columns(y_prob: np.ndarray, classes: np.ndarray, labels: Any) -> None:
+    """check_columns of a y_prob array."""
+    rows_off_one = False
+    if y_prob.ndim == 2:
+        eps = np.finfo(y_prob.dtype).eps
+        rows_off_one = not np.all(np.isclose(y_prob.sum(axis=1), 1, rtol=sqrt(eps)))
+    n_columns = 2 if y_prob.ndim == 1 else y_prob.shape[1]
+    check_columns(rows_off_one, n_columns, classes, labels)
 
 
 def renamed_y_proba(y_proba: Any, y_pred: Any) -> Any:

@@ -44,6 +44,11 @@ from gradkit._validation import (
     target_labels,
 )
 from gradkit.metrics import _classification, _ranking
+from gradkit.metrics._probabilistic import (
+    check_classes,
+    check_columns,
+    sorted_labels,
+)
 
 __all__ = [
     "BinnedAUCState",
@@ -512,56 +517,11 @@ class ProbabilisticState(_State):
 
     def _classes(self, labels: Any) -> np.ndarray:
         """The class of each column of y_proba, with gradkit.metrics' checks of
-        labels and columns, in its order (_classes_and_index, _check_prob_columns)."""
-        present = self.labels_
-        if labels is None:
-            classes = present
-        else:
-            classes = np.unique(np.asarray(labels))
-            if not np.all(classes == np.asarray(labels)):
-                warnings.warn(
-                    f"Labels passed were {labels}. But this function assumes labels "
-                    "are ordered lexicographically. Pass the ordered "
-                    f"labels={classes.tolist()} and ensure that the columns of "
-                    "y_prob correspond to this ordering.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            missing = np.setdiff1d(present, classes)
-            if len(missing):
-                raise ValueError(
-                    f"y_true contains values {set(missing.tolist())} not belonging to "
-                    f"the passed labels {labels}."
-                )
-        if classes.shape[0] == 1:
-            if labels is None:
-                raise ValueError(
-                    f"y_true contains only one label ({classes[0]}). Please provide "
-                    "the list of all expected class labels explicitly through the "
-                    "labels argument."
-                )
-            raise ValueError(
-                f"The labels array needs to contain at least two labels, got {classes}."
-            )
-        if self.rows_off_one_:
-            warnings.warn(
-                "The y_prob values do not sum to one. Make sure to pass probabilities.",
-                UserWarning,
-                stacklevel=3,
-            )
+        labels and columns, in its order."""
+        classes = self.labels_ if labels is None else sorted_labels(labels)
+        check_classes(self.labels_, classes, labels)
         n_columns = 2 if self.n_columns_ == 1 else self.n_columns_
-        if classes.shape[0] != n_columns:
-            if labels is None:
-                raise ValueError(
-                    "y_true and y_prob contain different number of classes: "
-                    f"{classes.shape[0]} vs {n_columns}. Please provide the true "
-                    "labels explicitly through the labels argument. Classes found "
-                    f"in y_true: {classes}"
-                )
-            raise ValueError(
-                "The number of classes in labels is different from that in y_prob. "
-                f"Classes found in labels: {classes}"
-            )
+        check_columns(self.rows_off_one_, n_columns, classes, labels)
         return classes
 
     def _own_columns(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
